@@ -1,0 +1,354 @@
+"""Zoo tests, parametrized from the registry so every model added is tested.
+
+Everything runs on the meta device: shapes and parameter counts, no real data.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from archstat.zoo import get_model, get_model_info, list_models
+from archstat.zoo.googlenet import PAPER_TABLE1, TABLE1, TABLE1_MODULES
+from archstat.zoo.vgg import cfgs as vgg_cfgs
+
+ALL_MODELS = list_models()
+
+
+def _build(name: str, **config) -> nn.Module:
+    with torch.device("meta"):
+        return get_model(name, **config)
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _forward(model: nn.Module, input_shape: tuple[int, ...], batch: int = 2):
+    with torch.device("meta"), torch.no_grad():
+        return model(torch.empty(batch, *input_shape))
+
+
+def _output_shapes(model: nn.Module, names: list[str], input_shape: tuple[int, ...]) -> dict:
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = [
+        model.get_submodule(n).register_forward_hook(
+            lambda _m, _i, out, n=n: shapes.__setitem__(n, tuple(out.shape))
+        )
+        for n in names
+    ]
+    try:
+        _forward(model, input_shape, batch=1)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def test_registry_is_populated():
+    for family in ("alexnet", "vgg", "googlenet", "resnet", "lenet"):
+        assert list_models(family), family
+    assert len(ALL_MODELS) == len(set(ALL_MODELS))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_builds_on_meta(name):
+    model = _build(name)
+    assert all(p.is_meta for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_params_match_reference(name):
+    info = get_model_info(name)
+    if "params" not in info.reference:
+        pytest.skip(f"{name} has no published parameter total")
+    assert _params(_build(name)) == info.reference["params"]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_shape(name):
+    info = get_model_info(name)
+    num_classes = 10 if info.family == "lenet" else 1000
+    out = _forward(_build(name), info.input_shape)
+    assert out.shape == (2, num_classes)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_num_classes_is_forwarded(name):
+    info = get_model_info(name)
+    out = _forward(_build(name, num_classes=7), info.input_shape)
+    assert out.shape == (2, 7)
+
+
+def _conv(cin: int, cout: int, k: int, groups: int = 1) -> int:
+    return cout * (cin // groups) * k * k + cout
+
+
+def _linear(fin: int, fout: int) -> int:
+    return fout * fin + fout
+
+
+def test_alexnet_params_by_hand():
+    by_hand = [
+        _conv(3, 64, 11),  # 23,296
+        _conv(64, 192, 5),  # 307,392
+        _conv(192, 384, 3),  # 663,936
+        _conv(384, 256, 3),  # 884,992
+        _conv(256, 256, 3),  # 590,080
+        _linear(9216, 4096),  # 37,752,832
+        _linear(4096, 4096),  # 16,781,312
+        _linear(4096, 1000),  # 4,097,000
+    ]
+    assert by_hand == [
+        23_296, 307_392, 663_936, 884_992, 590_080, 37_752_832, 16_781_312, 4_097_000
+    ]  # fmt: skip
+    assert sum(by_hand) == 61_100_840 == _params(_build("alexnet"))
+
+
+def test_alexnet2012_params_by_hand():
+    convs = [
+        _conv(3, 96, 11),
+        _conv(96, 256, 5, groups=2),
+        _conv(256, 384, 3),
+        _conv(384, 384, 3, groups=2),
+        _conv(384, 256, 3, groups=2),
+    ]
+    fcs = [_linear(9216, 4096), _linear(4096, 4096), _linear(4096, 1000)]
+    assert sum(convs + fcs) == _params(_build("alexnet2012"))
+
+
+def test_zfnet_spatial_sizes():
+    model = _build("zfnet")
+    convs_and_pools = [
+        f"features.{i}"
+        for i, m in enumerate(model.features)
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d))
+    ]
+    shapes = _output_shapes(model, convs_and_pools, (3, 224, 224))
+    assert [shapes[n][-1] for n in convs_and_pools] == [110, 55, 26, 13, 13, 13, 13, 6]
+    convs = [_conv(3, 96, 7), _conv(96, 256, 5), _conv(256, 384, 3), _conv(384, 384, 3)]
+    convs.append(_conv(384, 256, 3))
+    fcs = [_linear(9216, 4096), _linear(4096, 4096), _linear(4096, 1000)]
+    assert sum(convs + fcs) == _params(model)
+
+
+def test_lenet5_params_by_hand():
+    by_hand = _conv(1, 6, 5) + _conv(6, 16, 5) + _linear(400, 120) + _linear(120, 84)
+    by_hand += _linear(84, 10)
+    assert by_hand == 61_706 == _params(_build("lenet5"))
+    # The paper's 60,000 with its partial C3 (1,516), trainable S2/S4 (12 + 32) and an
+    # 84 x 10 RBF output without bias.
+    paper = 156 + 12 + 1_516 + 32 + 48_120 + 10_164
+    assert paper == get_model_info("lenet5").reference["paper_params"]
+
+
+# VGG: Table 1 of Simonyan and Zisserman, weight layers = convs + 3 fc.
+@pytest.mark.parametrize(("config", "convs"), [("A", 8), ("B", 10), ("D", 13), ("E", 16)])
+def test_vgg_cfgs_match_paper(config, convs):
+    assert sum(1 for v in vgg_cfgs[config] if v != "M") == convs
+    assert vgg_cfgs[config].count("M") == 5
+    for name in list_models("vgg"):
+        info = get_model_info(name)
+        if info.reference["config"] == config:
+            model = _build(name)
+            assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == convs
+            assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == (
+                convs if name.endswith("_bn") else 0
+            )
+            # Table 2's figure in millions is the total, rounded (BatchNorm adds < 0.02M).
+            assert round(_params(model) / 1e6) == info.reference["paper_params_m"]
+
+
+def test_vgg16_params_by_hand():
+    widths = [3] + [v for v in vgg_cfgs["D"] if v != "M"]
+    convs = sum(_conv(a, b, 3) for a, b in zip(widths[:-1], widths[1:], strict=True))
+    fcs = _linear(25088, 4096) + _linear(4096, 4096) + _linear(4096, 1000)
+    assert convs + fcs == 138_357_544 == _params(_build("vgg16"))
+    bn = 2 * sum(widths[1:])
+    assert convs + fcs + bn == 138_365_992 == _params(_build("vgg16_bn"))
+
+
+# GoogLeNet ----------------------------------------------------------------------------
+
+# Table 1 copied again, with each module's input channels, so the test does not read the
+# model's own table back: (in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
+GOOGLENET_TABLE1 = {
+    "3a": (192, 64, 96, 128, 16, 32, 32),
+    "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64),
+    "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64),
+    "4d": (512, 112, 144, 288, 32, 64, 64),
+    "4e": (528, 256, 160, 320, 32, 128, 128),
+    "5a": (832, 256, 160, 320, 32, 128, 128),
+    "5b": (832, 384, 192, 384, 48, 128, 128),
+}
+GOOGLENET_OUTPUTS = {
+    "3a": (256, 28), "3b": (480, 28),
+    "4a": (512, 14), "4b": (512, 14), "4c": (512, 14), "4d": (528, 14), "4e": (832, 14),
+    "5a": (832, 7), "5b": (1024, 7),
+}  # fmt: skip
+
+
+def _inception_params(cin, c1, r3, c3, r5, c5, proj, k5=5):
+    return (
+        _conv(cin, c1, 1)
+        + _conv(cin, r3, 1)
+        + _conv(r3, c3, 3)
+        + _conv(cin, r5, 1)
+        + _conv(r5, c5, k5)
+        + _conv(cin, proj, 1)
+    )
+
+
+def test_googlenet_table_is_table1():
+    assert {k: v[1:] for k, v in GOOGLENET_TABLE1.items()} == TABLE1
+
+
+def test_googlenet_params_by_hand():
+    model = _build("googlenet")
+    stem = _conv(3, 64, 7) + _conv(64, 64, 1) + _conv(64, 192, 3)
+    inceptions = sum(_inception_params(*row) for row in GOOGLENET_TABLE1.values())
+    head = _linear(1024, 1000)
+    without_aux = sum(
+        p.numel() for n, p in model.named_parameters() if not n.startswith(("aux1.", "aux2."))
+    )
+    assert without_aux == stem + inceptions + head == 6_998_552
+    aux = [_conv(c, 128, 1) + _linear(2048, 1024) + _linear(1024, 1000) for c in (512, 528)]
+    assert _params(model.aux1) == aux[0]
+    assert _params(model.aux2) == aux[1]
+    assert _params(model) == without_aux + sum(aux)
+
+
+def test_googlenet_aux_outputs():
+    model = _build("googlenet")
+    assert isinstance(_forward(model, (3, 224, 224)), torch.Tensor)
+    outputs = _forward(_build("googlenet", aux=True, num_classes=10), (3, 224, 224))
+    assert isinstance(outputs, tuple)
+    assert len(outputs) == 3
+    assert all(o.shape == (2, 10) for o in outputs)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "googlenet_tv"])
+def test_googlenet_inception_outputs(name):
+    model = _build(name)
+    modules = [f"inception{k}" for k in GOOGLENET_OUTPUTS]
+    shapes = _output_shapes(model, modules, (3, 224, 224))
+    for k, (channels, size) in GOOGLENET_OUTPUTS.items():
+        assert shapes[f"inception{k}"] == (1, channels, size, size), k
+    stem = _output_shapes(model, ["conv1", "maxpool1", "conv3", "maxpool2"], (3, 224, 224))
+    assert [s[-1] for s in stem.values()] == [112, 56, 56, 28]
+
+
+def test_googlenet_table1_against_configuration():
+    """Table 1's params (in K = 1024 weights, no biases) and ops (multiply-adds, M = 1e6)
+    against the configuration; the cells the model file documents as wrong must stay so."""
+    model = _build("googlenet")
+    modules = [m for row in TABLE1_MODULES.values() for m in row]
+    sizes = _output_shapes(model, modules, (3, 224, 224))
+    expected_wrong = {
+        ("convolution 7x7/2", "params"), ("convolution 7x7/2", "ops"),
+        ("inception (4c)", "params"),
+        ("inception (5a)", "params"), ("inception (5a)", "ops"),
+    }  # fmt: skip
+    assert get_model_info("googlenet").reference["paper_table1"] == PAPER_TABLE1
+    wrong = set()
+    for row, printed in PAPER_TABLE1.items():
+        weights = ops = 0
+        for name in TABLE1_MODULES[row]:
+            for p in model.get_submodule(name).parameters():
+                if p.dim() > 1:  # weights only: the table leaves biases out
+                    weights += p.numel()
+                    positions = sizes[name][2] * sizes[name][3] if len(sizes[name]) == 4 else 1
+                    ops += p.numel() * positions
+        # Within 2%, or within half a printed unit (0.5K, 0.5M).
+        if weights / 1024 != pytest.approx(printed["params"] / 1000, rel=0.02, abs=0.5):
+            wrong.add((row, "params"))
+        if ops != pytest.approx(printed["ops"], rel=0.02, abs=0.5e6):
+            wrong.add((row, "ops"))
+    assert wrong == expected_wrong
+
+
+def test_googlenet_tv_params_by_hand():
+    def bconv(cin, cout, k):
+        return cout * cin * k * k + 2 * cout  # no bias; BatchNorm weight and bias
+
+    def inception(cin, c1, r3, c3, r5, c5, proj):
+        return (
+            bconv(cin, c1, 1) + bconv(cin, r3, 1) + bconv(r3, c3, 3)
+            + bconv(cin, r5, 1) + bconv(r5, c5, 3)  # 3x3 in the "5x5" branch
+            + bconv(cin, proj, 1)
+        )  # fmt: skip
+
+    stem = bconv(3, 64, 7) + bconv(64, 64, 1) + bconv(64, 192, 3)
+    total = stem + sum(inception(*r) for r in GOOGLENET_TABLE1.values()) + _linear(1024, 1000)
+    assert total == 6_624_904 == _params(_build("googlenet_tv"))
+    out = _forward(_build("googlenet_tv", aux_logits=True), (3, 224, 224))
+    assert len(out) == 3
+
+
+# ResNet -------------------------------------------------------------------------------
+
+
+def test_resnet_stride_placement():
+    v15 = _build("resnet50").layer2[0]
+    v1 = _build("resnet50_v1").layer2[0]
+    assert (v15.conv1.stride, v15.conv2.stride) == ((1, 1), (2, 2))
+    assert (v1.conv1.stride, v1.conv2.stride) == ((2, 2), (1, 1))
+    assert v1.downsample[0].stride == v15.downsample[0].stride == (2, 2)
+    # Only the first block of a stage downsamples.
+    assert _build("resnet50_v1").layer2[1].conv1.stride == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks"),
+    [
+        ("resnet18", (2, 2, 2, 2)),
+        ("resnet34", (3, 4, 6, 3)),
+        ("resnet50", (3, 4, 6, 3)),
+        ("resnet101", (3, 4, 23, 3)),
+        ("resnet152", (3, 8, 36, 3)),
+    ],
+)
+def test_resnet_stage_layout(name, blocks):
+    model = _build(name)
+    assert tuple(len(getattr(model, f"layer{i}")) for i in range(1, 5)) == blocks
+    shapes = _output_shapes(model, ["layer1", "layer2", "layer3", "layer4"], (3, 224, 224))
+    width = 1 if name in ("resnet18", "resnet34") else 4
+    assert list(shapes.values()) == [
+        (1, 64 * width, 56, 56),
+        (1, 128 * width, 28, 28),
+        (1, 256 * width, 14, 14),
+        (1, 512 * width, 7, 7),
+    ]
+
+
+def test_resnet18_params_by_hand():
+    def bn(c):
+        return 2 * c
+
+    def basic(cin, cout, stride):
+        n = 9 * cin * cout + bn(cout) + 9 * cout * cout + bn(cout)
+        if stride != 1 or cin != cout:
+            n += cin * cout + bn(cout)
+        return n
+
+    total = 49 * 3 * 64 + bn(64)
+    cin = 64
+    for width, stride in zip((64, 128, 256, 512), (1, 2, 2, 2), strict=True):
+        total += basic(cin, width, stride) + basic(width, width, 1)
+        cin = width
+    total += _linear(512, 1000)
+    assert total == 11_689_512 == _params(_build("resnet18"))
+
+
+def test_resnet_paper_flops_recorded():
+    assert {n: get_model_info(n).reference["paper_flops"] for n in list_models("resnet")} == {
+        "resnet18": 1.8e9,
+        "resnet34": 3.6e9,
+        "resnet50": 3.8e9,
+        "resnet101": 7.6e9,
+        "resnet152": 11.3e9,
+        "resnet50_v1": 3.8e9,
+    }
