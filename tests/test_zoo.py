@@ -58,11 +58,10 @@ def test_builds_on_meta(name):
     assert all(p.is_meta for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+# zfnet and googlenet have no published total; their totals are checked by hand below.
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if "params" in get_model_info(n).reference])
 def test_params_match_reference(name):
     info = get_model_info(name)
-    if "params" not in info.reference:
-        pytest.skip(f"{name} has no published parameter total")
     assert _params(_build(name)) == info.reference["params"]
 
 

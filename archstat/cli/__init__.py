@@ -1,0 +1,65 @@
+"""The ``archstat`` command line: parses arguments and calls the library; nothing else.
+
+Commands live one module per idea beside this file; torch is imported only inside
+commands, so ``archstat --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from archstat._version import __version__
+from archstat.cli import analyze as _analyze
+
+app = typer.Typer(
+    name="archstat",
+    help="Exact per-layer memory, parameters and FLOPs of neural networks, traced on the "
+    "meta device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"archstat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """archstat: architecture statistics of neural networks."""
+
+
+app.command("zoo")(_analyze.zoo)
+app.command("analyze")(_analyze.analyze)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point. Usage errors are one line on stderr and exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="archstat", standalone_mode=False)
+    except Exception as exc:
+        # typer vendors click in recent releases; recognise its exceptions by shape.
+        if hasattr(exc, "format_message"):  # click's UsageError and friends
+            typer.echo(f"archstat: error: {exc.format_message()}", err=True)
+            return 2
+        if isinstance(exc, typer.Abort) or type(exc).__name__ == "Abort":
+            typer.echo("archstat: aborted", err=True)
+            return 130
+        raise
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""What every archstat command shares: option declarations, output, error reporting."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from archstat.errors import ArchstatError
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+InputOpt = Annotated[
+    list[str] | None,
+    typer.Option("--input", "-i", help="Input shape without batch, e.g. 3x224x224; "
+                 "repeat for a model with several inputs. Default: the zoo entry's."),
+]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.")]
+ConventionOpt = Annotated[
+    str, typer.Option("--convention", "-c", help="FLOP convention: macs, flops, fvcore, lecture.")
+]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="Parameter/activation dtype.")]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="table, csv, json or markdown. "
+                      "With -o and the default table, the file's suffix decides.")
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write to this file (atomically).")
+]
+
+_SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown"}
+
+
+def resolve_format(fmt: str, output: Path | None) -> str:
+    """The output format: ``--format``, or the suffix of ``-o`` when --format is table."""
+    if fmt not in FORMATS:
+        raise ArchstatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "table" and output is not None:
+        return _SUFFIX_FORMATS.get(output.suffix.lower(), "table")
+    return fmt
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console; when output goes to a pipe or file, wide enough that tables are
+    never truncated (``COLUMNS`` still wins)."""
+    import os
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def emit(content: Any, output: Path | None) -> None:
+    """Print ``content`` (text or a rich renderable), or write it atomically to ``output``."""
+    from archstat.files import atomic_write
+
+    if output is None:
+        if isinstance(content, str):
+            sys.stdout.write(content)
+            sys.stdout.flush()
+        else:
+            console().print(content)
+        return
+    if not isinstance(content, str):
+        con = console()
+        with con.capture() as capture:
+            con.print(content)
+        content = capture.get()
+    atomic_write(output, content)
+
+
+def warn(message: str) -> None:
+    typer.echo(f"archstat: warning: {message}", err=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's ArchstatError into one line on stderr and exit code 2."""
+    try:
+        yield
+    except ArchstatError as exc:
+        typer.echo(f"archstat: error: {exc}", err=True)
+        raise typer.Exit(2) from None

@@ -1,0 +1,68 @@
+"""``archstat zoo`` and ``archstat analyze``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from archstat.cli._common import (
+    BatchOpt,
+    ConventionOpt,
+    DtypeOpt,
+    FormatOpt,
+    InputOpt,
+    OutputOpt,
+    emit,
+    resolve_format,
+    user_errors,
+    warn,
+)
+
+
+def zoo(
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+) -> None:
+    """List the zoo's models: family, default input, parameters, source."""
+    from archstat import render
+    from archstat.api import zoo_table
+
+    with user_errors():
+        fmt = resolve_format(fmt, output)
+        frame = zoo_table()
+        if fmt == "csv":
+            content = render.to_csv(frame)
+        elif fmt == "json":
+            content = render.to_json({"models": render.records(frame)})
+        else:
+            header, rows = render.display_rows(frame, {"params": render.human})
+            content = (render.to_markdown(header, rows) if fmt == "markdown"
+                       else render.rich_table(header, rows, title="archstat zoo"))
+        emit(content, output)
+
+
+def analyze(
+    model: Annotated[str, typer.Argument(help="Zoo name, package.module:callable, "
+                                         "torchvision:NAME or timm:NAME.")],
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    convention: ConventionOpt = "macs",
+    dtype: DtypeOpt = "float32",
+    depth: Annotated[int | None, typer.Option("--depth", "-d",
+                     help="Aggregate layers to this module-path depth.")] = None,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+) -> None:
+    """Per-layer parameters, activation memory and FLOPs of MODEL."""
+    import archstat
+    from archstat import render
+
+    with user_errors():
+        fmt = resolve_format(fmt, output)
+        result = archstat.analyze(model, input_shape=input or None, batch=batch,
+                                  convention=convention, dtype=dtype, depth=depth)
+        note = render.unhandled_summary(result)
+        if note:
+            warn(note)
+        emit(render.render_analysis(result, fmt), output)

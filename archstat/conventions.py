@@ -1,0 +1,169 @@
+"""FLOP counting conventions, kept as data: each is a table op -> formula.
+
+Peers disagree on what "FLOPs" means. archstat names the convention behind every
+number it prints:
+
+``macs`` (default)
+    Multiply-accumulates of convolutions, linear layers and matmuls (attention
+    included), nothing else. One fused multiply-add is one MAC; biases are not counted.
+    This is the unit of torchvision's "GFLOPS" column and of He et al.'s Table 1.
+``flops``
+    Exactly what ``torch.utils.flop_counter.FlopCounterMode`` reports: its own formula
+    registry, which counts 2 FLOPs per multiply-add of the same ops (``2 x macs``).
+``fvcore``
+    Exactly what fvcore's ``FlopCountAnalysis`` counts with its default handles: MACs of
+    conv/linear/matmul plus batch norm (1 or 2 per element at inference), group and
+    layer norm (4 or 5), adaptive average pooling (1 per input element), upsampling and
+    grid sampling. fvcore traces ``aten::adaptive_avg_pool2d``, which aten lowers to
+    ``aten.mean`` for a 1x1 output, so archstat counts ``mean`` as fvcore's adaptive pool.
+``lecture``
+    ``macs`` plus pooling at kernel area per output element, as in the EECS 498/598
+    "CNN Architectures" lecture tables (a 3x3 max pool costs 9 per output element).
+
+An op that does real work but that the convention neither counts nor deliberately
+ignores is *unhandled*: it counts zero and is reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import flop_registry as _torch_flop_registry
+
+from archstat import ops
+from archstat.errors import ArchstatError, did_you_mean
+
+aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class Convention:
+    """A named way of counting: ``rules`` maps an aten op packet to its formula;
+    op kinds in ``ignored`` are deliberately not counted; anything else that is not
+    pure data movement is unhandled."""
+
+    name: str
+    unit: str
+    summary: str
+    rules: Mapping[Any, ops.Formula]
+    ignored: frozenset[str] = field(default_factory=frozenset)
+
+    def cost(self, event: ops.OpEvent) -> int | None:
+        """The op's count in this convention's unit, or None if it is unhandled."""
+        rule = self.rules.get(event.packet)
+        if rule is not None:
+            return rule(event)
+        kind = ops.op_kind(event.op)
+        if kind == "none" or kind in self.ignored:
+            return 0
+        return None
+
+    def with_rules(self, extra: Mapping[Any, ops.Formula], name: str | None = None) -> Convention:
+        """A copy with ``extra`` merged over the rules; the original is never mutated."""
+        return Convention(
+            name=name or self.name,
+            unit=self.unit,
+            summary=self.summary,
+            rules=MappingProxyType({**self.rules, **extra}),
+            ignored=self.ignored,
+        )
+
+
+def _torch_rules(divisor: int) -> dict[Any, ops.Formula]:
+    return {
+        packet: ops.torch_formula(_torch_flop_registry, packet, divisor)
+        for packet in _torch_flop_registry
+        if isinstance(packet, torch._ops.OpOverloadPacket)
+    }
+
+
+_NON_MATMUL = frozenset({"norm", "pool", "activation", "elementwise"})
+
+_MACS = _torch_rules(divisor=2)
+
+_POOL_RULES: dict[Any, ops.Formula] = {
+    aten.max_pool1d: ops.pool_window_ops,
+    aten.max_pool2d_with_indices: ops.pool_window_ops,
+    aten.max_pool3d_with_indices: ops.pool_window_ops,
+    aten.avg_pool1d: ops.pool_window_ops,
+    aten.avg_pool2d: ops.pool_window_ops,
+    aten.avg_pool3d: ops.pool_window_ops,
+    aten._adaptive_avg_pool2d: ops.adaptive_pool_window_ops,
+    aten._adaptive_avg_pool3d: ops.adaptive_pool_window_ops,
+    aten.adaptive_max_pool2d: ops.adaptive_pool_window_ops,
+    aten.adaptive_max_pool3d: ops.adaptive_pool_window_ops,
+    aten.mean: ops.input_numel,
+}
+
+# fvcore/nn/flop_count.py _DEFAULT_SUPPORTED_OPS, translated from the TorchScript op
+# names fvcore sees to the aten ops a dispatch mode sees.
+_FVCORE_RULES: dict[Any, ops.Formula] = {
+    aten.convolution: _MACS[aten.convolution],
+    aten._convolution: _MACS[aten._convolution],
+    aten.addmm: _MACS[aten.addmm],
+    aten.mm: _MACS[aten.mm],
+    aten.bmm: _MACS[aten.bmm],
+    aten.native_batch_norm: ops.fvcore_batch_norm,
+    aten._native_batch_norm_legit: ops.fvcore_batch_norm,
+    aten._native_batch_norm_legit_no_training: ops.fvcore_batch_norm,
+    aten.native_group_norm: ops.fvcore_group_norm,
+    aten.native_layer_norm: ops.fvcore_layer_norm,
+    aten.upsample_nearest2d: ops.output_numel,
+    aten.upsample_bilinear2d: ops.scaled(ops.output_numel, 4),
+    aten._adaptive_avg_pool2d: ops.input_numel,
+    aten.mean: ops.input_numel,
+    aten.grid_sampler_2d: ops.scaled(ops.output_numel, 4),
+}
+
+_ALL_KINDS = frozenset(ops.KINDS)
+
+CONVENTIONS: Mapping[str, Convention] = MappingProxyType(
+    {
+        "macs": Convention(
+            name="macs",
+            unit="MAC",
+            summary="multiply-accumulates of conv, linear and matmul only (default)",
+            rules=MappingProxyType(_MACS),
+            ignored=_NON_MATMUL,
+        ),
+        "flops": Convention(
+            name="flops",
+            unit="FLOP",
+            summary="2 x macs: what torch.utils.flop_counter.FlopCounterMode reports",
+            rules=MappingProxyType(_torch_rules(divisor=1)),
+            ignored=_NON_MATMUL,
+        ),
+        "fvcore": Convention(
+            name="fvcore",
+            unit="fvcore flop",
+            summary="what fvcore's FlopCountAnalysis counts (MACs, plus norms and some pools)",
+            rules=MappingProxyType(_FVCORE_RULES),
+            ignored=_ALL_KINDS,
+        ),
+        "lecture": Convention(
+            name="lecture",
+            unit="MAC",
+            summary="macs plus pooling at kernel area per output element (EECS 498 tables)",
+            rules=MappingProxyType({**_MACS, **_POOL_RULES}),
+            ignored=_NON_MATMUL - {"pool"},
+        ),
+    }
+)
+
+
+def get_convention(convention: str | Convention) -> Convention:
+    """Look a convention up by name (or pass one through); unknown names raise
+    ArchstatError with suggestions."""
+    if isinstance(convention, Convention):
+        return convention
+    try:
+        return CONVENTIONS[convention]
+    except KeyError:
+        raise ArchstatError(
+            f"unknown convention {convention!r}{did_you_mean(convention, CONVENTIONS)}; "
+            f"choose one of {', '.join(CONVENTIONS)}"
+        ) from None

@@ -1,0 +1,30 @@
+"""Atomic file output: a failed run never leaves a partial or truncated file behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from archstat.errors import ArchstatError
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and an
+    atomic rename; on any failure the temporary file is removed and ``path`` untouched."""
+    target = Path(path)
+    if target.is_dir():
+        raise ArchstatError(f"output path {str(target)!r} is a directory")
+    if not target.parent.is_dir():
+        raise ArchstatError(f"output directory {str(target.parent)!r} does not exist")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8",
+                                                            "newline": ""})) as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,194 @@
+"""Turn result tables into text: CSV, JSON, Markdown and rich tables.
+
+Pure functions of their input; nothing here counts anything and nothing prints.
+CSV and JSON carry exact integers and are byte-for-byte deterministic; the human
+formats (rich, Markdown) use human units.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def shape_str(shape: Any) -> str:
+    """``(1, 3, 224, 224)`` -> ``1x3x224x224``; None -> ``""``."""
+    if shape is None or (isinstance(shape, float) and math.isnan(shape)):
+        return ""
+    return "x".join(str(int(d)) for d in shape)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON/CSV-ready scalar: numpy ints to int, tuples (shapes) to lists."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a DataFrame as plain dicts (ints stay ints, shapes become lists)."""
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return shape_str(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return _plain(value)
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """CSV with a header row, ``\\n`` line ends, shapes as ``1x3x224x224`` and floats
+    in ``repr`` form (shortest round-trip, so the same on every machine)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(frame.columns)
+    for row in frame.itertuples(index=False):
+        writer.writerow([_csv_cell(v) for v in row])
+    return out.getvalue()
+
+
+def to_json(data: Mapping[str, Any]) -> str:
+    """Indented JSON with keys in the given order and a trailing newline."""
+    return json.dumps(data, indent=2, default=_plain) + "\n"
+
+
+def human(value: float, unit: str = "", base: int = 1000, digits: int = 3) -> str:
+    """``15470264320`` -> ``15.5G``; with ``base=1024`` and unit ``B``, ``1.2MiB``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    prefixes = ["", "K", "M", "G", "T", "P"]
+    scaled, index = float(value), 0
+    while abs(scaled) >= base and index < len(prefixes) - 1:
+        scaled /= base
+        index += 1
+    prefix = prefixes[index] + ("i" if base == 1024 and index else "")
+    exact = index == 0 and float(value).is_integer()
+    text = str(int(value)) if exact else f"{scaled:.{digits}g}"
+    return f"{text}{prefix}{unit}"
+
+
+def human_bytes(value: float) -> str:
+    return human(value, "B", base=1024)
+
+
+Formatter = Callable[[Any], str]
+
+
+def display_rows(
+    frame: pd.DataFrame, formats: Mapping[str, Formatter]
+) -> tuple[list[str], list[list[str]]]:
+    """Header and string cells for a human table: each column through its formatter
+    (shapes through shape_str, other values through str)."""
+    header = list(frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for col, value in zip(header, row, strict=True):
+            fmt = formats.get(col)
+            if fmt is not None:
+                cells.append(fmt(value))
+            elif isinstance(value, tuple):
+                cells.append(shape_str(value))
+            else:
+                cells.append("" if value is None else str(value))
+        rows.append(cells)
+    return header, rows
+
+
+def to_markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table; numeric-looking columns are right-aligned."""
+    rows = [list(r) for r in rows]
+
+    def numeric(i: int) -> bool:
+        cells = [r[i] for r in rows if r[i]]
+        return bool(cells) and all(c[:1].isdigit() or c[:1] == "-" for c in cells)
+
+    align = ["---:" if numeric(i) else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    title: str | None = None,
+    footer: Sequence[str] | None = None,
+    caption: str | None = None,
+) -> Any:
+    """A rich ``Table`` (returned, not printed); an optional totals row goes last."""
+    from rich.table import Table
+
+    rows = [list(r) for r in rows]
+    table = Table(title=title, caption=caption, show_lines=False, header_style="bold")
+    for i, name in enumerate(header):
+        cells = [r[i] for r in rows if r[i]]
+        is_num = bool(cells) and all(c[:1].isdigit() for c in cells)
+        table.add_column(name, justify="right" if is_num else "left", no_wrap=is_num)
+    for row in rows:
+        table.add_row(*row)
+    if footer is not None:
+        table.add_section()
+        table.add_row(*footer, style="bold")
+    return table
+
+
+_LAYER_DISPLAY = {
+    "name": "layer", "type": "type", "input_shape": "input", "output_shape": "output",
+    "params": "params", "activation_bytes": "activation", "flops": "flops",
+}
+
+
+def analysis_view(analysis: Any) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, rows and totals row of an Analysis for a human table (human units)."""
+    frame = analysis.layers[list(_LAYER_DISPLAY)].rename(columns=_LAYER_DISPLAY)
+    frame = frame.assign(layer=frame["layer"].replace("", "(root)"))
+    header, rows = display_rows(
+        frame, {"params": human, "activation": human_bytes, "flops": human}
+    )
+    header[-1] = f"flops ({analysis.convention})"
+    totals = analysis.totals
+    footer = [f"total ({totals['layers']} layers)", "", "", "", human(totals["params"]),
+              human_bytes(totals["activation_bytes"]), human(totals["flops"])]
+    return header, rows, footer
+
+
+def analysis_title(analysis: Any) -> str:
+    shapes = ", ".join(shape_str(s) for s in analysis.input_shape)
+    return (f"{analysis.model}  input {shapes}  batch {analysis.batch}  "
+            f"{analysis.dtype}  convention {analysis.convention}")
+
+
+def render_analysis(analysis: Any, fmt: str) -> Any:
+    """An Analysis in one of FORMATS: a rich Table for ``table``, text otherwise."""
+    if fmt == "csv":
+        return analysis.to_csv()
+    if fmt == "json":
+        return analysis.to_json()
+    header, rows, footer = analysis_view(analysis)
+    if fmt == "markdown":
+        return f"**{analysis_title(analysis)}**\n\n" + to_markdown(header, [*rows, footer])
+    return rich_table(header, rows, title=analysis_title(analysis), footer=footer)
+
+
+def unhandled_summary(analysis: Any) -> str | None:
+    """One line naming the ops that did work the convention could not count, or None."""
+    if analysis.unhandled.empty:
+        return None
+    parts = [f"{r.op} ({r.calls} calls in {r.modules})" for r in analysis.unhandled.itertuples()]
+    return (f"{len(parts)} op(s) did work that the '{analysis.convention}' convention has no "
+            f"formula for, counted as 0: " + "; ".join(parts))
