@@ -110,6 +110,8 @@ class OpEvent:
     kwargs: dict[str, Any]
     out: Any
     record: int  # index of the layer record the op ran in
+    inputs: tuple[int, ...] = ()  # serials of the tensors it read (Trace.tensors)
+    outputs: tuple[int, ...] = ()  # serials of the tensors it returned
 
     @property
     def packet(self) -> Any:

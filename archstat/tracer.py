@@ -38,6 +38,20 @@ _METADATA_OPS = {
 }
 
 
+@dataclass(frozen=True)
+class TensorMeta:
+    """A tensor seen during the trace. ``storage`` is a serial shared by every view of
+    one storage (and by an in-place op's result), so aliasing is visible; ``role`` is
+    ``input``, ``param``, ``buffer`` or ``activation`` (made by an op)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    storage: int
+    storage_nbytes: int
+    role: str
+
+
 @dataclass
 class LayerRecord:
     """One module call (or one stretch of a container's own ops).
@@ -55,12 +69,18 @@ class LayerRecord:
     params: int = 0
     activation_bytes: int = 0
     events: list[int] = field(default_factory=list)
+    inputs: tuple[int, ...] = ()  # tensor serials (Trace.tensors) the call received
+    outputs: tuple[int, ...] = ()  # tensor serials it returned
 
 
 @dataclass
 class Trace:
+    """``events[i].inputs``/``.outputs`` and ``records[j].inputs``/``.outputs`` index
+    ``tensors``: the data flow of the traced run."""
+
     records: list[LayerRecord]
     events: list[OpEvent]
+    tensors: list[TensorMeta]
     output: Any  # the model's output, meta tensors
 
 
@@ -87,14 +107,40 @@ class _Frame:
 class _Recorder(TorchDispatchMode):
     """Dispatch mode + per-module hooks that fill records and events."""
 
-    def __init__(self, names: dict[int, str]) -> None:
+    def __init__(self, names: dict[int, str], roles: dict[int, str]) -> None:
         super().__init__()
         self.names = names
         self.records: list[LayerRecord] = []
         self.events: list[OpEvent] = []
+        self.tensors: list[TensorMeta] = []
         self.stack: list[_Frame] = []
+        self._roles = roles  # id(tensor) -> role, for the inputs, parameters and buffers
         self._pending_params: dict[int, int] = {}
         self._seen_params: set[int] = set()
+        self._serials: dict[int, int] = {}
+        self._storages: dict[int, int] = {}
+        self._alive: list[torch.Tensor] = []  # keeps id()s unique while tracing
+
+    def serials(self, value: Any) -> tuple[int, ...]:
+        """Serials of the tensors in ``value``, registering tensors seen for the first time."""
+        out = []
+        for t in _tensors(value):
+            serial = self._serials.get(id(t))
+            if serial is None:
+                storage = t.untyped_storage()
+                key = storage._cdata
+                if key not in self._storages:
+                    self._storages[key] = len(self._storages)
+                serial = len(self.tensors)
+                self._serials[id(t)] = serial
+                self._alive.append(t)
+                self.tensors.append(TensorMeta(
+                    tuple(t.shape), str(t.dtype).removeprefix("torch."),
+                    math.prod(t.shape) * t.element_size(), self._storages[key],
+                    storage.nbytes(), self._roles.get(id(t), "activation"),
+                ))
+            out.append(serial)
+        return tuple(out)
 
     # -- module hooks -------------------------------------------------------------
     def pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
@@ -106,6 +152,7 @@ class _Recorder(TorchDispatchMode):
         self._pending_params[len(self.stack) - 1] = self._claim_params(module)
         if leaf:
             frame.record = self._open(frame, leaf=True, inputs=(args, kwargs))
+            self.records[frame.record].inputs = self.serials((args, kwargs))
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         frame = self.stack.pop()
@@ -114,6 +161,7 @@ class _Recorder(TorchDispatchMode):
             record = self.records[frame.record]
             record.output_shape = _first_shape(output)
             record.activation_bytes = _nbytes(output)
+            record.outputs = self.serials(output)
         elif unclaimed and self.records:
             # A container that owns parameters but ran no op of its own: attribute
             # them to the last record inside it so that totals stay exact.
@@ -154,18 +202,22 @@ class _Recorder(TorchDispatchMode):
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
+        in_serials = self.serials((args, kwargs))
         out = func(*args, **kwargs)
         if self.stack:
             frame = self.stack[-1]
             if frame.record is None:
                 frame.record = self._open(frame, leaf=False, inputs=args)
+                self.records[frame.record].inputs = in_serials
             record = self.records[frame.record]
+            out_serials = self.serials(out)
             if not record.leaf:
                 record.output_shape = _first_shape(out)
                 record.activation_bytes = _nbytes(out)
+                record.outputs = out_serials
             self.events.append(
                 OpEvent(func, shapes_of(tuple(args)), shapes_of(kwargs), shapes_of(out),
-                        frame.record)
+                        frame.record, in_serials, out_serials)
             )
             record.events.append(len(self.events) - 1)
         return out
@@ -228,8 +280,11 @@ def trace(
             *model.named_buffers(remove_duplicate=False),
         ]
     }
-    recorder = _Recorder(names)
     meta_args, meta_kwargs = _meta_like(args, dtype), _meta_like(kwargs, dtype)
+    roles = {id(t): "input" for t in _tensors((meta_args, meta_kwargs))}
+    roles.update({id(memo[id(p)]): "param" for p in model.parameters()})
+    roles.update({id(memo[id(b)]): "buffer" for b in model.buffers()})
+    recorder = _Recorder(names, roles)
     with ExitStack() as stack:
         for module in model.modules():
             stack.enter_context(module.register_forward_pre_hook(recorder.pre_hook,
@@ -245,7 +300,7 @@ def trace(
             raise
         except Exception as exc:  # a user's model failing on our input: say where
             raise ArchstatError(_failure_message(recorder, exc)) from exc
-    return Trace(recorder.records, recorder.events, output)
+    return Trace(recorder.records, recorder.events, recorder.tensors, output)
 
 
 def _failure_message(recorder: _Recorder, exc: Exception) -> str:

@@ -160,3 +160,20 @@ def test_spec_string_builds_a_users_model(tmp_path, monkeypatch) -> None:
     result = archstat.analyze("mymodels:tiny", input_shape=(3, 10, 10))
     assert result.model == "mymodels:tiny"
     assert result.totals["flops"] == 4 * 8 * 8 * 27
+
+
+def test_trace_records_data_flow_and_aliasing() -> None:
+    t = archstat.analyze("resnet18").trace
+    records = {r.name: r for r in t.records}
+    add = t.events[records["layer1.0"].events[0]]
+    # the residual add reads bn2's output and the block's input (the maxpool's output)
+    assert set(add.inputs) == {records["layer1.0.bn2"].outputs[0], records["maxpool"].outputs[0]}
+    # relu_ is in place: same tensor in and out
+    relu = t.events[records["relu"].events[0]]
+    assert relu.inputs == relu.outputs
+    roles = {t.tensors[i].role for i in t.events[0].inputs}
+    assert roles == {"input", "param"}
+    # a view shares its base's storage
+    flatten = t.events[records[""].events[0]]
+    base, view = t.tensors[flatten.inputs[0]], t.tensors[flatten.outputs[0]]
+    assert base.storage == view.storage and base.nbytes == view.nbytes == 512 * 4
