@@ -10,11 +10,20 @@ stretch of a container's own functional code between its children, e.g. the resi
 ``x + identity`` or an inception module's ``torch.cat``) and a flat list of
 :class:`~archstat.ops.OpEvent` in execution order. FLOP conventions are applied later,
 to the events, so one trace serves every convention.
+
+:class:`StorageWatch` is the measuring counterpart: it watches a real run and counts
+the bytes of the storages ops create while they are alive.
+
+``trace(..., train=True)`` runs the model in training mode with autograd on (parameters
+require grad as in the model) and records which tensors autograd saves for backward
+(``Trace.saved``), through ``torch.autograd.graph.saved_tensors_hooks``.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Iterable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.weak import WeakIdKeyDictionary
 
 from archstat.errors import ArchstatError
 from archstat.ops import OpEvent, op_kind, shapes_of
@@ -50,6 +60,7 @@ class TensorMeta:
     storage: int
     storage_nbytes: int
     role: str
+    requires_grad: bool = False
 
 
 @dataclass
@@ -76,12 +87,24 @@ class LayerRecord:
 @dataclass
 class Trace:
     """``events[i].inputs``/``.outputs`` and ``records[j].inputs``/``.outputs`` index
-    ``tensors``: the data flow of the traced run."""
+    ``tensors``: the data flow of the traced run.
+
+    ``outputs`` are the serials of the model's output tensors. ``freed`` maps a storage
+    to the number of events that had run when the traced run freed it (Python dropped
+    its last reference); storages alive at the end (outputs, parameters, what autograd
+    saved) are absent. ``saved`` lists the serials of the tensors autograd saved for
+    backward, in the order it saved them (empty unless traced with ``train=True``; a
+    tensor saved by two ops appears twice).
+    """
 
     records: list[LayerRecord]
     events: list[OpEvent]
     tensors: list[TensorMeta]
     output: Any  # the model's output, meta tensors
+    outputs: tuple[int, ...] = ()
+    freed: dict[int, int] = field(default_factory=dict)
+    saved: tuple[int, ...] = ()
+    train: bool = False
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -114,33 +137,42 @@ class _Recorder(TorchDispatchMode):
         self.events: list[OpEvent] = []
         self.tensors: list[TensorMeta] = []
         self.stack: list[_Frame] = []
+        self.saved: list[int] = []
+        self.freed: dict[int, int] = {}
         self._roles = roles  # id(tensor) -> role, for the inputs, parameters and buffers
         self._pending_params: dict[int, int] = {}
         self._seen_params: set[int] = set()
-        self._serials: dict[int, int] = {}
-        self._storages: dict[int, int] = {}
-        self._alive: list[torch.Tensor] = []  # keeps id()s unique while tracing
+        # Weak, so that the traced run frees its tensors when Python would: the moment
+        # a storage dies is part of what the trace measures.
+        self._serials: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._storages: dict[int, int] = {}  # live storage address -> storage serial
+        self._storage_count = 0
 
     def serials(self, value: Any) -> tuple[int, ...]:
         """Serials of the tensors in ``value``, registering tensors seen for the first time."""
         out = []
         for t in _tensors(value):
-            serial = self._serials.get(id(t))
+            serial = self._serials.get(t)
             if serial is None:
                 storage = t.untyped_storage()
                 key = storage._cdata
                 if key not in self._storages:
-                    self._storages[key] = len(self._storages)
+                    self._storages[key] = self._storage_count
+                    self._storage_count += 1
+                    weakref.finalize(storage, self._free, key).atexit = False
                 serial = len(self.tensors)
-                self._serials[id(t)] = serial
-                self._alive.append(t)
+                self._serials[t] = serial
                 self.tensors.append(TensorMeta(
                     tuple(t.shape), str(t.dtype).removeprefix("torch."),
                     math.prod(t.shape) * t.element_size(), self._storages[key],
-                    storage.nbytes(), self._roles.get(id(t), "activation"),
+                    storage.nbytes(), self._roles.get(id(t), "activation"), t.requires_grad,
                 ))
             out.append(serial)
         return tuple(out)
+
+    def _free(self, key: int) -> None:
+        # The address may be reused by a new storage from now on.
+        self.freed[self._storages.pop(key)] = len(self.events)
 
     # -- module hooks -------------------------------------------------------------
     def pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
@@ -190,6 +222,11 @@ class _Recorder(TorchDispatchMode):
         self.records.append(record)
         return len(self.records) - 1
 
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        """saved_tensors_hooks pack hook: note what autograd keeps for backward."""
+        self.saved.extend(self.serials(tensor))
+        return tensor
+
     # -- dispatch -----------------------------------------------------------------
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
         kwargs = kwargs or {}
@@ -232,21 +269,24 @@ def _counted_packets() -> set[Any]:
 _COUNTED: set[Any] = set()
 
 
-def _meta_like(value: Any, dtype: torch.dtype | None) -> Any:
+def _meta_like(value: Any, dtype: torch.dtype | None, grad: bool = False) -> Any:
+    """Meta copies of the tensors in ``value``; with ``grad``, a copy requires grad where
+    the original does (parameters in a training trace)."""
     def convert(t: Any) -> Any:
         if not isinstance(t, torch.Tensor):
             return t
         target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
-        return torch.empty_strided(t.shape, t.stride(), dtype=target, device="meta")
+        meta = torch.empty_strided(t.shape, t.stride(), dtype=target, device="meta")
+        return meta.requires_grad_(grad and t.requires_grad and meta.is_floating_point())
 
     return tree_map(convert, value)
 
 
 @contextmanager
-def _eval_mode(model: nn.Module):
-    """Analyse in inference mode and put every module's training flag back after."""
+def _mode(model: nn.Module, train: bool):
+    """Set every module's training flag to ``train`` and put the flags back after."""
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    model.train(train)
     try:
         yield
     finally:
@@ -259,13 +299,16 @@ def trace(
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    train: bool = False,
 ) -> Trace:
     """Run ``model(*args, **kwargs)`` on the meta device and record every op.
 
     The model itself is not changed: its parameters and buffers are replaced for the
     duration of the call by meta tensors (``torch.func.functional_call``), its training
     flags are restored, and the hooks are removed. Floating-point parameters, buffers
-    and inputs are cast to ``dtype`` when it is given.
+    and inputs are cast to ``dtype`` when it is given. By default the model runs in eval
+    mode under ``torch.no_grad()``; with ``train=True`` it runs in training mode with
+    autograd on and the tensors saved for backward are recorded in ``Trace.saved``.
     """
     if not _COUNTED:
         _COUNTED.update(_counted_packets())
@@ -274,7 +317,7 @@ def trace(
     # One meta tensor per distinct tensor, so tied weights stay tied (and are counted once).
     memo: dict[int, torch.Tensor] = {}
     state = {
-        name: memo.setdefault(id(t), _meta_like(t, dtype))
+        name: memo.setdefault(id(t), _meta_like(t, dtype, train))
         for name, t in [
             *model.named_parameters(remove_duplicate=False),
             *model.named_buffers(remove_duplicate=False),
@@ -291,8 +334,13 @@ def trace(
                                                                  with_kwargs=True))
             stack.enter_context(module.register_forward_hook(recorder.post_hook,
                                                              with_kwargs=True))
-        stack.enter_context(_eval_mode(model))
-        stack.enter_context(torch.no_grad())
+        stack.enter_context(_mode(model, train))
+        if train:
+            stack.enter_context(torch.enable_grad())
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(recorder.pack,
+                                                                         lambda t: t))
+        else:
+            stack.enter_context(torch.no_grad())
         try:
             with recorder:
                 output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
@@ -300,7 +348,8 @@ def trace(
             raise
         except Exception as exc:  # a user's model failing on our input: say where
             raise ArchstatError(_failure_message(recorder, exc)) from exc
-    return Trace(recorder.records, recorder.events, recorder.tensors, output)
+    return Trace(recorder.records, recorder.events, recorder.tensors, output,
+                 recorder.serials(output), dict(recorder.freed), tuple(recorder.saved), train)
 
 
 def _failure_message(recorder: _Recorder, exc: Exception) -> str:
@@ -316,3 +365,40 @@ def _failure_message(recorder: _Recorder, exc: Exception) -> str:
     where = f"{frame.name or '(root)'} ({type(frame.module).__name__})"
     got = f" on input {'x'.join(map(str, shape))}" if shape else ""
     return f"forward failed in {where}{got}: {detail}"
+
+
+class StorageWatch(TorchDispatchMode):
+    """Measure, on real tensors, the bytes of the storages that ops create while they
+    live: ``live_bytes`` now, ``peak_bytes`` the most ever live at once (sampled after
+    every op, when its inputs and outputs both exist).
+
+    A storage counts from the op that returns it until torch frees it (a weakref
+    finalizer on the storage), with its full ``nbytes``; storages of the tensors in
+    ``existing`` (inputs, parameters, buffers) are never counted, nor is memory an op
+    allocates and frees internally. Storage Python objects live exactly as long as the
+    storage itself (torch preserves them), which is what makes the finalizer exact.
+    """
+
+    def __init__(self, existing: Iterable[torch.Tensor] = ()) -> None:
+        super().__init__()
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self._external = {t.untyped_storage()._cdata for t in existing}
+        self._tracked: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self._tracked.discard(key)
+        self.live_bytes -= nbytes
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+        out = func(*args, **(kwargs or {}))
+        for t in _tensors(out):
+            storage = t.untyped_storage()
+            key = storage._cdata
+            if key in self._external or key in self._tracked:
+                continue
+            self._tracked.add(key)
+            self.live_bytes += storage.nbytes()
+            weakref.finalize(storage, self._free, key, storage.nbytes()).atexit = False
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        return out
