@@ -22,6 +22,8 @@ _LAZY = {
     "Analysis": "archstat.analysis",
     "CONVENTIONS": "archstat.conventions",
     "Convention": "archstat.conventions",
+    "estimate_memory": "archstat.memory",
+    "MemoryReport": "archstat.memory",
     "get_model": "archstat.zoo",
     "list_models": "archstat.zoo",
 }
