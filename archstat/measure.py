@@ -15,8 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from archstat.errors import ArchstatError
 from archstat.tracer import StorageWatch
 from archstat.zoo import get_model_info
+
+#: Square input sizes tried, smallest first, by :func:`smallest_input`.
+SIZES = (32, 64, 128, 224, 227)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,33 @@ def zoo_model(name: str, device: str | torch.device = "cpu", **config) -> nn.Mod
         for tensor in (*model.parameters(), *model.buffers()):
             tensor.zero_()
     return model
+
+
+def smallest_input(name: str, batch: int = 2) -> tuple[int, ...]:
+    """The smallest square input (without batch) among SIZES that zoo model ``name``
+    accepts at ``batch``, to keep a real run cheap: most take 32x32, the paper's GoogLeNet
+    needs 224 for its fixed 7x7 average pool, AlexNet-2012 227 for its fixed classifier."""
+    from archstat.analysis import analyze
+
+    channels = get_model_info(name).input_shape[0]
+    for size in SIZES:
+        try:
+            analyze(name, input_shape=(channels, size, size), batch=batch)
+        except ArchstatError:
+            continue
+        return (channels, size, size)
+    raise ArchstatError(f"{name} accepts none of the input sizes {SIZES}")
+
+
+def torch_optimizer(name: str, params: Sequence[nn.Parameter],
+                    foreach: bool | None = None) -> torch.optim.Optimizer:
+    """The torch optimizer an archstat optimizer name stands for (``sgd``, ``sgd-momentum``
+    or ``adam``). The estimates assume the foreach implementation (``foreach=True``,
+    torch's default on GPU; on the CPU torch defaults to a per-parameter loop)."""
+    if name == "adam":
+        return torch.optim.Adam(params, foreach=foreach)
+    momentum = {"sgd": 0.0, "sgd-momentum": 0.9}[name]
+    return torch.optim.SGD(params, lr=0.1, momentum=momentum, foreach=foreach)
 
 
 def _existing(model: nn.Module, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:

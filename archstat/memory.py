@@ -24,10 +24,12 @@ optimizer.zero_grad()``):
   a momentum buffer for ``sgd-momentum``, ``exp_avg`` and ``exp_avg_sq`` plus a 4-byte
   float32 step count per parameter tensor for ``adam``.
 * ``training_peak_bytes`` = params + buffers + input + optimizer state + the larger of
-  the forward/backward phase, bounded by (training-forward peak + all gradients), and the
-  optimizer step (gradients + the step's temporaries: one parameter-sized copy for
-  ``adam``, whose foreach implementation, torch's default on GPU, materialises
-  ``sqrt(exp_avg_sq)`` for all parameters at once).
+  the forward and backward's peak (activations, saved activations, activation and
+  parameter gradients live at once, watched while the meta run backpropagates the sum
+  of the outputs; gradients start out as None, as after ``zero_grad()``) and the
+  optimizer step's (gradients + its temporaries: one parameter-sized copy for ``adam``,
+  whose foreach implementation, torch's default on GPU, materialises
+  ``sqrt(exp_avg_sq)`` for all parameters at once; none for ``sgd``).
 """
 
 from __future__ import annotations
@@ -268,7 +270,7 @@ def _estimate(module: nn.Module, shapes: list[tuple[int, ...]], batch: int,
         live_at_peak=_live_at(t, live, peak) if peak >= 0 else [],
     )
     if optimizer is not None:
-        _add_training(estimate, t, live, optimizer)
+        _add_training(estimate, t, optimizer)
     return estimate
 
 
@@ -280,15 +282,14 @@ def _input_serials(t: Trace) -> list[int]:
     return list(seen.values())
 
 
-def _add_training(est: MemoryEstimate, t: Trace, live: liveness.LiveProfile,
-                  optimizer: str) -> None:
+def _add_training(est: MemoryEstimate, t: Trace, optimizer: str) -> None:
     trainable = _trainable(t)
     gradients = sum(trainable)
     state = OPTIMIZER_STATES[optimizer] * gradients
     if optimizer == "adam":
         state += _ADAM_STEP_BYTES * len(trainable)
     step = gradients + _STEP_TEMPORARIES[optimizer] * gradients
-    forward_backward = live.peak_bytes + gradients
+    forward_backward = t.backward_peak_bytes or 0
     est.saved_activation_bytes = sum(liveness.saved_storages(t).values())
     est.gradient_bytes = gradients
     est.optimizer_bytes = state

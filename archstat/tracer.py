@@ -94,7 +94,10 @@ class Trace:
     its last reference); storages alive at the end (outputs, parameters, what autograd
     saved) are absent. ``saved`` lists the serials of the tensors autograd saved for
     backward, in the order it saved them (empty unless traced with ``train=True``; a
-    tensor saved by two ops appears twice).
+    tensor saved by two ops appears twice). ``backward_peak_bytes`` (training traces
+    only) is the most bytes of storages made by ops that were live at once over the
+    forward and a backward from the sum of the outputs: activations, what autograd
+    saved, activation gradients and parameter gradients, as a StorageWatch saw them.
     """
 
     records: list[LayerRecord]
@@ -105,6 +108,7 @@ class Trace:
     freed: dict[int, int] = field(default_factory=dict)
     saved: tuple[int, ...] = ()
     train: bool = False
+    backward_peak_bytes: int | None = None
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -341,15 +345,29 @@ def trace(
                                                                          lambda t: t))
         else:
             stack.enter_context(torch.no_grad())
+        # In training, a watch under the recorder sees every op of the forward and of
+        # the backward, and so how much the two hold at once.
+        watch = StorageWatch([*state.values(), *_tensors((meta_args, meta_kwargs))])
         try:
-            with recorder:
-                output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
+            with watch if train else ExitStack():
+                with recorder:
+                    output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
+                if train:
+                    _backward(output)
         except ArchstatError:
             raise
         except Exception as exc:  # a user's model failing on our input: say where
             raise ArchstatError(_failure_message(recorder, exc)) from exc
     return Trace(recorder.records, recorder.events, recorder.tensors, output,
-                 recorder.serials(output), dict(recorder.freed), tuple(recorder.saved), train)
+                 recorder.serials(output), dict(recorder.freed), tuple(recorder.saved), train,
+                 watch.peak_bytes if train else None)
+
+
+def _backward(output: Any) -> None:
+    """Backpropagate the sum of the outputs' sums, the simplest loss that reaches them all."""
+    roots = [t for t in _tensors(output) if t.requires_grad]
+    if roots:
+        sum(t.sum() for t in roots).backward()
 
 
 def _failure_message(recorder: _Recorder, exc: Exception) -> str:

@@ -7,32 +7,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archstat.errors import ArchstatError
-from archstat.measure import measure_forward, zoo_model
-from archstat.memory import MemoryEstimate, estimate_memory
-from archstat.zoo import get_model_info, list_models
+from archstat.measure import measure_forward, smallest_input, zoo_model
+from archstat.memory import estimate_memory
+from archstat.zoo import list_models
 
 TOLERANCE = 0.05
 BATCH = 2  # batch norm in training needs more than one value per channel at 1x1 maps
 
 
-def smallest_input(name: str) -> tuple[tuple[int, ...], MemoryEstimate]:
-    """The smallest square input the model accepts among a few sizes, to keep the real
-    run cheap (the paper's GoogLeNet needs 224 for its fixed 7x7 average pool), with the
-    inference estimate there."""
-    channels = get_model_info(name).input_shape[0]
-    for size in (32, 64, 128, 224, 227):
-        shape = (channels, size, size)
-        try:
-            return shape, estimate_memory(name, input_shape=shape, batch=BATCH).estimates[0]
-        except ArchstatError:
-            continue
-    raise AssertionError(f"{name} accepts none of the sizes tried")
-
-
 @pytest.mark.parametrize("name", list_models())
 def test_estimates_match_real_allocations(name: str) -> None:
-    shape, inference = smallest_input(name)
+    shape = smallest_input(name, BATCH)
+    inference = estimate_memory(name, input_shape=shape, batch=BATCH).estimates[0]
     training = estimate_memory(name, input_shape=shape, batch=BATCH, train=True).estimates[0]
 
     model = zoo_model(name)

@@ -14,6 +14,9 @@ from archstat.errors import ArchstatError
 
 FORMATS = ("table", "csv", "json", "markdown")
 
+ModelArg = Annotated[
+    str, typer.Argument(help="Zoo name, package.module:callable, torchvision:NAME or timm:NAME.")
+]
 InputOpt = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", help="Input shape without batch, e.g. 3x224x224; "

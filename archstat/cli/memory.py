@@ -10,6 +10,7 @@ from archstat.cli._common import (
     DtypeOpt,
     FormatOpt,
     InputOpt,
+    ModelArg,
     OutputOpt,
     emit,
     resolve_format,
@@ -18,8 +19,7 @@ from archstat.cli._common import (
 
 
 def memory(
-    model: Annotated[str, typer.Argument(help="Zoo name, package.module:callable, "
-                                         "torchvision:NAME or timm:NAME.")],
+    model: ModelArg,
     input: InputOpt = None,
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch size, or several: "
                                        "1,32,256.")] = "1",
