@@ -23,17 +23,21 @@ optimizer.zero_grad()``):
 * ``optimizer_bytes``: the optimizer's state for those parameters: none for ``sgd``,
   a momentum buffer for ``sgd-momentum``, ``exp_avg`` and ``exp_avg_sq`` plus a 4-byte
   float32 step count per parameter tensor for ``adam``.
+* ``backward_peak_bytes``: the most the forward and backward hold at once: activations,
+  saved activations, activation and parameter gradients, watched while the meta run
+  backpropagates the sum of the outputs (gradients start out as None, as after
+  ``zero_grad()``).
 * ``training_peak_bytes`` = params + buffers + input + optimizer state + the larger of
-  the forward and backward's peak (activations, saved activations, activation and
-  parameter gradients live at once, watched while the meta run backpropagates the sum
-  of the outputs; gradients start out as None, as after ``zero_grad()``) and the
-  optimizer step's (gradients + its temporaries: one parameter-sized copy for ``adam``,
-  whose foreach implementation, torch's default on GPU, materialises
-  ``sqrt(exp_avg_sq)`` for all parameters at once; none for ``sgd``).
+  ``backward_peak_bytes`` and the optimizer step's own peak: gradients + the step's
+  temporaries (one parameter-sized copy for ``adam``, whose foreach implementation,
+  torch's default on GPU, materialises ``sqrt(exp_avg_sq)`` for all parameters at once;
+  none for the SGDs).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +60,7 @@ _STEP_TEMPORARIES = {"sgd": 0, "sgd-momentum": 0, "adam": 1}
 _ADAM_STEP_BYTES = 4  # Adam's ``state["step"]``: a float32 scalar tensor per parameter
 #: The largest batch :func:`largest_batch` looks for.
 MAX_BATCH = 2**31
+_SECANT_STEPS = 6  # then bisection, should memory be far from linear in the batch
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 
@@ -85,6 +90,7 @@ class MemoryEstimate:
     peak_layer: str
     live_at_peak: list[LiveGroup] = field(repr=False)  # in the order the layers ran
     saved_activation_bytes: int | None = None
+    backward_peak_bytes: int | None = None
     gradient_bytes: int | None = None
     optimizer_bytes: int | None = None
     training_peak_bytes: int | None = None
@@ -125,8 +131,8 @@ class MemoryReport:
         common = ["batch", "params_bytes", "buffers_bytes", "input_bytes",
                   "peak_activation_bytes", "peak_layer"]
         if self.train:
-            common += ["saved_activation_bytes", "gradient_bytes", "optimizer_bytes",
-                       "training_peak_bytes"]
+            common += ["saved_activation_bytes", "backward_peak_bytes", "gradient_bytes",
+                       "optimizer_bytes", "training_peak_bytes"]
         else:
             common.append("inference_peak_bytes")
         return common + (["fits"] if self.budget_bytes is not None else [])
@@ -289,35 +295,40 @@ def _add_training(est: MemoryEstimate, t: Trace, optimizer: str) -> None:
     if optimizer == "adam":
         state += _ADAM_STEP_BYTES * len(trainable)
     step = gradients + _STEP_TEMPORARIES[optimizer] * gradients
-    forward_backward = t.backward_peak_bytes or 0
     est.saved_activation_bytes = sum(liveness.saved_storages(t).values())
+    est.backward_peak_bytes = t.backward_peak_bytes or 0
     est.gradient_bytes = gradients
     est.optimizer_bytes = state
     est.training_peak_bytes = (est.params_bytes + est.buffers_bytes + est.input_bytes + state
-                               + max(forward_backward, step))
+                               + max(est.backward_peak_bytes, step))
 
 
 def largest_batch(total: Callable[[int], int], budget: int) -> int:
     """The largest batch ``b <= MAX_BATCH`` with ``total(b) <= budget`` (0 if none), for a
-    ``total`` that grows with the batch. Starts from the straight line through batches 1
-    and 2 (activation memory is close to linear in the batch), then brackets and bisects,
-    so it is exact even where memory is not linear."""
+    ``total`` that grows with the batch.
+
+    Secant steps first, from batches 1 and 2: memory is close to linear in the batch, so
+    two or three land next to the answer. The bracket they leave (the largest batch seen
+    to fit, the smallest seen not to) is closed by bisection, so the answer is exact even
+    where memory is not linear."""
     if total(1) > budget:
         return 0
-    slope = total(2) - total(1)
-    guess = MAX_BATCH if slope <= 0 else 1 + (budget - total(1)) // slope
-    guess = max(1, min(MAX_BATCH, guess))
-    if total(guess) <= budget:
-        low, step = guess, 1
-        while low + step <= MAX_BATCH and total(low + step) <= budget:
-            low, step = low + step, step * 2
-        high = min(low + step, MAX_BATCH + 1)
-    else:
-        low, high = 1, guess
-    while high - low > 1:  # total(low) fits, total(high) does not (or is past MAX_BATCH)
-        mid = (low + high) // 2
-        low, high = (mid, high) if total(mid) <= budget else (low, mid)
-    return low
+    low, high = 1, MAX_BATCH + 1  # total(low) fits; total(high) does not, or high is past
+    previous, current = 1, 2
+    for step in itertools.count():
+        if total(current) <= budget:
+            low = max(low, current)
+        else:
+            high = min(high, current)
+        if high - low <= 1:
+            return low
+        following = (low + high) // 2
+        slope = (total(current) - total(previous)) / (current - previous)
+        if step < _SECANT_STEPS and slope > 0:
+            guess = math.floor(current + (budget - total(current)) / slope)
+            following = min(max(guess, low + 1), high - 1)
+        previous, current = current, following
+    raise AssertionError("unreachable")
 
 
 def estimate_memory(

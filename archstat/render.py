@@ -200,11 +200,13 @@ _MEMORY_ROWS = [  # (field, label, note) of the memory summary, in reading order
     ("input_bytes", "input", "the caller's tensor, not an activation"),
     ("peak_activation_bytes", "peak activations", "most activation storage live at once"),
     ("saved_activation_bytes", "saved activations", "kept by autograd for backward"),
+    ("backward_peak_bytes", "forward+backward peak", "activations, saved activations and "
+     "gradients live at once"),
     ("gradient_bytes", "gradients", "one per trainable parameter the forward uses"),
     ("optimizer_bytes", "optimizer state", ""),
     ("inference_peak_bytes", "inference peak", "params + buffers + input + peak activations"),
     ("training_peak_bytes", "training peak", "params + buffers + input + optimizer state "
-     "+ max(peak activations + gradients, optimizer step)"),
+     "+ max(forward+backward peak, optimizer step)"),
 ]
 
 
@@ -235,6 +237,7 @@ def memory_view(report: Any) -> dict[str, tuple[list[str], list[list[str]]]]:
 _BATCH_HEADERS = {
     "peak_activation_bytes": "peak activations", "peak_layer": "peak layer",
     "saved_activation_bytes": "saved activations", "gradient_bytes": "gradients",
+    "backward_peak_bytes": "fwd+bwd peak",
     "optimizer_bytes": "optimizer state", "inference_peak_bytes": "inference peak",
     "training_peak_bytes": "training peak",
 }
