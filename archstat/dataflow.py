@@ -9,6 +9,7 @@ a tensor" always means the last writer *before* the reader.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -97,35 +98,61 @@ class DataFlow:
                 elif current in outputs:
                     break
 
-    def upstream(self, serial: int, before: int) -> set[int]:
-        """The ops whose results flow into ``serial`` as read at event ``before``, the op
-        that wrote it included. A model input appears as the node ``-1 - serial``."""
-        nodes: set[int] = set()
-        stack = [(serial, before)]
-        while stack:
-            current, at = stack.pop()
-            writer = self.writer(current, at)
-            node = -1 - current if writer is None else writer
-            if node in nodes:
-                continue
-            nodes.add(node)
-            if writer is not None:
-                stack.extend((s, writer) for s in self.activation_inputs(self.events[writer]))
-        return nodes
-
     def fork(self, serials: Iterable[int], at: int) -> Fork | None:
         """Where the tensors ``serials``, as read by event ``at``, last shared their history:
-        the latest op all of them depend on. None when they share nothing."""
+        the latest op all of them depend on. None when they share nothing.
+
+        Ops are visited backwards from ``at`` in decreasing order, each carrying the set
+        of inputs that depend on it (a bit mask): an op comes before its readers, so its
+        mask is complete when it is visited. The walk ends when no op seen so far belongs
+        to some inputs only, so it stays near the fork instead of crossing the network.
+        """
         serials = list(serials)
-        cones = [self.upstream(s, at) for s in serials]
-        common = set.intersection(*cones)
-        if not common:
+        everyone = (1 << len(serials)) - 1
+        masks: dict[int, int] = {}  # op index (or -1 - serial for a model input) -> mask
+        heap: list[int] = []  # negated nodes: the latest op first
+        partial = 0  # queued nodes that only some inputs depend on
+
+        def reach(serial: int, before: int, mask: int) -> None:
+            nonlocal partial
+            writer = self.writer(serial, before)
+            node = -1 - serial if writer is None else writer
+            old = masks.get(node)
+            if old is None:
+                heapq.heappush(heap, -node)
+                old = 0
+                partial += 1
+            masks[node] = old | mask
+            if masks[node] == everyone and old != everyone:
+                partial -= 1
+
+        for i, serial in enumerate(serials):
+            reach(serial, at, 1 << i)
+        branches: list[set[int]] = [set() for _ in serials]
+        node = None
+        while heap and partial:
+            current = -heapq.heappop(heap)
+            mask = masks[current]
+            if mask == everyone:
+                node = current if node is None else node
+            else:
+                partial -= 1
+                for i, branch in enumerate(branches):
+                    if mask >> i & 1:
+                        branch.add(current)
+            if current >= 0:
+                for serial in self.activation_inputs(self.events[current]):
+                    reach(serial, current, mask)
+        if node is None:
+            node = -heap[0] if heap else None  # every branch met at once: the next op
+        if node is None:
             return None
-        node = max(common)
-        branches = [frozenset(cone - common) for cone in cones]
+        return Fork(self._fork_serial(node, serials, branches), [frozenset(b) for b in branches])
+
+    def _fork_serial(self, node: int, serials: list[int], branches: list[set[int]]) -> int:
+        """The tensor of fork node ``node`` that the branches read."""
         if node < 0:
-            return Fork(-1 - node, branches)
+            return -1 - node
         outputs = self.events[node].outputs
         reads = {s for branch in branches for e in branch for s in self.events[e].inputs}
-        serial = next((s for s in outputs if s in reads or s in serials), outputs[0])
-        return Fork(serial, branches)
+        return next((s for s in outputs if s in reads or s in serials), outputs[0])

@@ -165,6 +165,34 @@ def test_a_users_inception_is_found_from_the_data_flow() -> None:
     assert row["naive_params"] == 32 * 8 + 32 * 8 * 9 + 8 * 8 * 9
 
 
+class Concat(nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a, b], 1)
+
+
+class SkipNet(nn.Module):
+    """A U-Net-like skip connection: the concatenation's second branch, which holds a
+    pair, runs through other modules, so the concatenating module is no inception."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(8, 4, 1), nn.ReLU(),
+                                  nn.Conv2d(4, 8, 3, padding=1), nn.Upsample(scale_factor=2))
+        self.up = Concat()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.enc(x)
+        return self.up(e, self.down(e))
+
+
+def test_a_skip_connection_is_not_an_inception_module() -> None:
+    report = archstat.bottleneck(SkipNet(), input_shape=(3, 8, 8), level="all")
+    assert report.pairs["location"].tolist() == ["down.1 -> down.3"]
+    assert report.modules.empty
+    assert "no inception module" in report.notes[0]
+
+
 class MyResidual(nn.Module):
     """A user's bottleneck block: functional add, biased convolutions, no BatchNorm."""
 
