@@ -20,6 +20,8 @@ from archstat.errors import ArchstatError
 _LAZY = {
     "analyze": "archstat.analysis",
     "Analysis": "archstat.analysis",
+    "bottleneck": "archstat.savings",
+    "BottleneckReport": "archstat.savings",
     "CONVENTIONS": "archstat.conventions",
     "Convention": "archstat.conventions",
     "get_model": "archstat.zoo",

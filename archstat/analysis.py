@@ -66,8 +66,7 @@ class Analysis:
         """JSON-ready dict: model, input_shape, batch, convention, totals, layers, unhandled."""
         return {
             "model": self.model,
-            "input_shape": [list(s) for s in self.input_shape]
-            if len(self.input_shape) != 1 else list(self.input_shape[0]),
+            "input_shape": render.input_shapes(self.input_shape),
             "batch": self.batch,
             "convention": self.convention,
             "dtype": self.dtype,

@@ -14,6 +14,9 @@ from archstat.errors import ArchstatError
 
 FORMATS = ("table", "csv", "json", "markdown")
 
+ModelArg = Annotated[
+    str, typer.Argument(help="Zoo name, package.module:callable, torchvision:NAME or timm:NAME.")
+]
 InputOpt = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", help="Input shape without batch, e.g. 3x224x224; "
@@ -79,6 +82,11 @@ def emit(content: Any, output: Path | None) -> None:
 
 def warn(message: str) -> None:
     typer.echo(f"archstat: warning: {message}", err=True)
+
+
+def note(message: str) -> None:
+    """An explanation (say, of an empty result) that is not a problem: one line on stderr."""
+    typer.echo(f"archstat: note: {message}", err=True)
 
 
 @contextmanager
