@@ -49,6 +49,16 @@ ENTRY_KEYS = ("model", "name", "input", "batch", "convention", "dtype", *LIMIT_K
 DEFAULT_FILE = "archstat.toml"
 
 
+class BudgetFileError(ArchstatError):
+    """A mistake at ``line`` (1-based) of the budget file ``display``; the message
+    starts with ``file:line:`` (``file:line:column:`` for TOML syntax)."""
+
+    def __init__(self, display: str, line: int, problem: str, column: int | None = None):
+        where = f"{display}:{line}" + (f":{column}" if column else "")
+        super().__init__(f"{where}: {problem}")
+        self.display, self.line, self.problem = display, line, problem
+
+
 @dataclass(frozen=True)
 class Limit:
     """One limit: ``metric`` must stay ``<= value`` (an exact integer in the metric's
@@ -130,16 +140,17 @@ def load_budgets(path: str | Path | None = None) -> BudgetFile:
     table = document.get("tool", {}).get("archstat") if is_pyproject else document
     where = "[tool.archstat]" if is_pyproject else display
     if not isinstance(table, dict):
-        raise ArchstatError(f"{display}: no [tool.archstat] table")
+        raise BudgetFileError(display, 1, "no [tool.archstat] table")
     for key in table:
         if key != "budget":
-            raise ArchstatError(f"{display}:{_key_line(text, key)}: unknown key {key!r} in "
-                                f"{where}{did_you_mean(key, ['budget'])}; budgets are "
-                                f"[[budget]] tables")
+            raise BudgetFileError(display, _key_line(text, key),
+                                  f"unknown key {key!r} in {where}"
+                                  f"{did_you_mean(key, ['budget'])}; budgets are [[budget]] "
+                                  f"tables")
     raw = table.get("budget")
     if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) for e in raw):
         header = "[[tool.archstat.budget]]" if is_pyproject else "[[budget]]"
-        raise ArchstatError(f"{display}: no budgets; add {header} tables with a model and "
+        raise BudgetFileError(display, 1, f"no budgets; add {header} tables with a model and "
                             f"limits such as max_flops")
     spans = _entry_spans(text, is_pyproject, len(raw))
     entries = [_EntryReader(i + 1, e, spans[i], display).read(target.parent)
@@ -176,10 +187,10 @@ def _parse_toml(text: str, display: str) -> dict[str, Any]:
         message = str(exc)
         position = _TOML_POSITION.search(message)
         if position is None:  # tomllib reports most errors with a position; not all
-            raise ArchstatError(f"{display}: invalid TOML: {message}") from None
+            raise BudgetFileError(display, 1, f"invalid TOML: {message}") from None
         line, column = position.groups()
-        raise ArchstatError(f"{display}:{line}:{column}: invalid TOML: "
-                            f"{message[:position.start()]}") from None
+        raise BudgetFileError(display, int(line), f"invalid TOML: {message[:position.start()]}",
+                              column=int(column)) from None
 
 
 # --- where things are: tomllib returns values without positions, so the lines of the
@@ -237,8 +248,8 @@ class _EntryReader:
 
     def fail(self, key: str | None, problem: str) -> ArchstatError:
         line = self.key_lines.get(key, self.span.line) if key else self.span.line
-        return ArchstatError(f"{self.display}:{line}: {self.context}"
-                             f"{f' {key}' if key else ''}: {problem}")
+        return BudgetFileError(self.display, line,
+                               f"{self.context}{f' {key}' if key else ''}: {problem}")
 
     def read(self, base: Path) -> BudgetEntry:
         for key in self.raw:
@@ -347,8 +358,8 @@ def _refuse_duplicate_labels(entries: list[BudgetEntry], display: str) -> None:
     seen: dict[str, BudgetEntry] = {}
     for entry in entries:
         if entry.label in seen:
-            raise ArchstatError(
-                f"{display}:{entry.line}: budget {entry.index} ({entry.label}) repeats the "
+            raise BudgetFileError(
+                display, entry.line, f"budget {entry.index} ({entry.label}) repeats the "
                 f"model of line {seen[entry.label].line}; give one of them a distinct "
                 f"name = \"...\" so reports can tell them apart")
         seen[entry.label] = entry

@@ -22,11 +22,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from archstat.budget import LIMIT_KEYS, BudgetEntry, Limit, budget_toml, load_budgets, make_limit
+from archstat.budget import (
+    LIMIT_KEYS,
+    BudgetEntry,
+    BudgetFileError,
+    Limit,
+    budget_toml,
+    load_budgets,
+    make_limit,
+)
 from archstat.errors import ArchstatError
 from archstat.snapshot import (
     TOTAL_METRICS,
     Snapshot,
+    analysis_settings,
     diff_model,
     growth_limit,
     growth_text,
@@ -100,6 +109,12 @@ class CheckReport:
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
 
+    @classmethod
+    def from_file_error(cls, exc: BudgetFileError) -> CheckReport:
+        """A report of one error, so that CI formats can show a broken budget file too."""
+        return cls(exc.display, [CheckResult("(budget file)", "(configuration)", "", "", None,
+                                             "", None, "error", exc.line, exc.problem)])
+
     @property
     def exit_code(self) -> int:
         """2 if an entry could not be evaluated, else 1 if a limit is exceeded, else 0."""
@@ -164,8 +179,7 @@ def _against_baseline(entry: BudgetEntry, analysis: Any, snapshots: dict[Path, S
         record = snap.record(analysis.model)
     except ArchstatError as exc:
         return [_error(entry, "baseline", str(exc))]
-    now = {"input_shape": analysis.input_shape, "batch": analysis.batch,
-           "convention": analysis.convention, "dtype": analysis.dtype}
+    now = analysis_settings(analysis)
     if recorded_settings(record) != now:
         return [_error(entry, "baseline", f"{snap.display} holds {analysis.model} at "
                        f"{settings_text(recorded_settings(record))}, this budget analyses "
@@ -175,23 +189,27 @@ def _against_baseline(entry: BudgetEntry, analysis: Any, snapshots: dict[Path, S
     results = []
     for metric, (before, after) in model_diff.totals.items():
         unit = TOTAL_METRICS[metric]
-        status = "fail" if metric in model_diff.exceeded else "pass"
-        message = ""
-        if status == "fail":
-            grown = ", ".join(f"{c.name or '(root)'} ({c.change}, "
-                              f"+{format_quantity(c.delta(metric), unit, False)})"
-                              for c in model_diff.largest_growth(metric))
-            message = (f"{entry.label}: {metric} grew from {format_quantity(before, unit, False)} "
-                       f"to {format_quantity(after, unit, False)} ({growth_text(before, after)}), "
-                       f"beyond "
-                       f"the tolerance {tolerance} over {snap.display}"
-                       + (f"; most growth in {grown}" if grown else ""))
+        failed = metric in model_diff.exceeded
+        message = (f"{entry.label}: {_growth_message(model_diff, metric)}, beyond the "
+                   f"tolerance {tolerance} over {snap.display}") if failed else ""
         results.append(CheckResult(
             entry.label, f"{metric} vs baseline", "baseline", unit,
             growth_limit(before, entry.tolerance),
-            f"{format_quantity(before, unit, False)} + {tolerance}", after, status,
-            entry.line_of("baseline"), message))
+            f"{format_quantity(before, unit, False)} + {tolerance}", after,
+            "fail" if failed else "pass", entry.line_of("baseline"), message))
     return results
+
+
+def _growth_message(model_diff: Any, metric: str) -> str:
+    """``flops grew from A to B (+x%); most growth in layer (added, +n), ...``"""
+    unit = TOTAL_METRICS[metric]
+    before, after = model_diff.totals[metric]
+    grown = ", ".join(f"{c.name or '(root)'} ({c.change}, "
+                      f"+{format_quantity(c.delta(metric), unit, False)})"
+                      for c in model_diff.largest_growth(metric))
+    return (f"{metric} grew from {format_quantity(before, unit, False)} to "
+            f"{format_quantity(after, unit, False)} ({growth_text(before, after)})"
+            + (f"; most growth in {grown}" if grown else ""))
 
 
 def run_checks(path: str | Path | None = None) -> CheckReport:
@@ -247,9 +265,7 @@ def assert_within_budget(
 
 
 def _budget_message(analysis: Any, results: list[CheckResult]) -> str:
-    settings = {"input_shape": analysis.input_shape, "batch": analysis.batch,
-                "convention": analysis.convention, "dtype": analysis.dtype}
-    lines = [f"{analysis.model} is over budget ({settings_text(settings)}):"]
+    lines = [f"{analysis.model} is over budget ({settings_text(analysis_settings(analysis))}):"]
     for r in results:
         if r.status == "fail":
             lines.append(f"  {r.metric}: {r.show(r.actual)} > {r.key} {r.limit_text}, "

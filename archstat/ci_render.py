@@ -148,8 +148,8 @@ def diff_frame(report: Any) -> Any:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _delta_cell(before: int, after: int, unit: str = "") -> str:
-    return _signed(after - before, unit) if after != before else "0"
+def _delta_cell(delta: int, unit: str = "") -> str:
+    return _signed(delta, unit) if delta else "0"
 
 
 def diff_views(report: Any) -> tuple[tuple[list[str], list[list[str]]],
@@ -159,8 +159,8 @@ def diff_views(report: Any) -> tuple[tuple[list[str], list[list[str]]],
 
     layer_header = ["model", "change", "layer", "type", "params", "flops", "activation"]
     layer_rows = [[m.model, c.change, c.name or "(root)", c.type,
-                   _delta_cell(0, c.delta("params")), _delta_cell(0, c.delta("flops")),
-                   _delta_cell(0, c.delta("activation_bytes"), "B")]
+                   _delta_cell(c.delta("params")), _delta_cell(c.delta("flops")),
+                   _delta_cell(c.delta("activation_bytes"), "B")]
                   for m in report.models for c in m.changes]
     total_header = ["model", "metric", "before", "after", "delta", "change", "status"]
     total_rows = []
@@ -170,7 +170,7 @@ def diff_views(report: Any) -> tuple[tuple[list[str], list[list[str]]],
             status = (f"grew beyond {format_percent(m.tolerance, 4)}"
                       if metric in m.exceeded else "ok")
             total_rows.append([m.model, metric, format_quantity(before, unit),
-                               format_quantity(after, unit), _delta_cell(before, after, unit),
+                               format_quantity(after, unit), _delta_cell(after - before, unit),
                                growth_text(before, after), status])
     return (layer_header, layer_rows), (total_header, total_rows)
 

@@ -108,6 +108,12 @@ def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
             "convention": record["convention"], "dtype": record["dtype"]}
 
 
+def analysis_settings(analysis: Any) -> dict[str, Any]:
+    """The settings of an Analysis, in the form of :func:`recorded_settings`."""
+    return {"input_shape": list(analysis.input_shape), "batch": analysis.batch,
+            "convention": analysis.convention, "dtype": analysis.dtype}
+
+
 def settings_text(settings: dict[str, Any]) -> str:
     shapes = ", ".join("x".join(map(str, s)) for s in settings["input_shape"])
     return (f"input {shapes}, batch {settings['batch']}, {settings['dtype']}, "

@@ -232,6 +232,17 @@ def test_junit_report_parses_and_counts(budgets, capsys, tmp_path) -> None:
     assert cases["lenet5", "flops"].get("line") == "5"
 
 
+def test_a_broken_budget_file_is_annotated_and_reported_in_junit(tmp_path, capsys) -> None:
+    path = write(tmp_path, '[[budget]]\nmodel = "alexnet"\nmax_flops = 1.6G\n')
+    code, out, err = run(capsys, "check", str(path), "-f", "github")
+    assert code == 2 and err.count("\n") == 1
+    assert out.startswith(f"::error file={path.as_posix()},line=3,title=archstat error%3A "
+                          f"(budget file)::invalid TOML: Expected newline")
+    code, out, _ = run(capsys, "check", str(path), "-f", "junit")
+    error = ET.fromstring(out).find("testsuite/testcase/error")
+    assert code == 2 and error.get("message").startswith("invalid TOML")
+
+
 def test_outputs_are_deterministic(budgets, capsys) -> None:
     first = [run(capsys, "check", str(budgets), "-f", fmt)[1] for fmt in ("json", "junit")]
     again = [run(capsys, "check", str(budgets), "-f", fmt)[1] for fmt in ("json", "junit")]

@@ -37,12 +37,19 @@ def check(
     Exit 0 when every limit holds, 1 when one is exceeded, 2 for a configuration error
     (including a model that cannot be built; the other entries are still checked).
     """
-    from archstat.check import run_checks
+    from archstat.budget import BudgetFileError
+    from archstat.check import CheckReport, run_checks
     from archstat.ci_render import CHECK_FORMATS, render_check
 
     with user_errors():
         fmt = resolve_format(fmt, output, CHECK_FORMATS, {".json": "json", ".xml": "junit"})
-        report = run_checks(file)
+        try:
+            report = run_checks(file)
+        except BudgetFileError as exc:
+            if fmt == "table":
+                raise
+            # CI formats report a broken file too: an annotation on its line, a JUnit error
+            report = CheckReport.from_file_error(exc)
         for result in report.results:
             if result.status == "error":
                 error(f"{report.display}:{result.line}: {result.message}")
