@@ -19,6 +19,7 @@ from archstat.errors import ArchstatError
 
 _LAZY = {
     "analyze": "archstat.analysis",
+    "assert_within_budget": "archstat.check",
     "Analysis": "archstat.analysis",
     "bottleneck": "archstat.savings",
     "BottleneckReport": "archstat.savings",
