@@ -26,13 +26,13 @@ import weakref
 from collections.abc import Iterable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
-from torch.utils.weak import WeakIdKeyDictionary
 
 from archstat.errors import ArchstatError
 from archstat.metakernels import run_meta, tensors_in
@@ -131,7 +131,17 @@ class _Frame:
     record: int | None  # the open record of this call, None between children
 
 
-class _Recorder(TorchDispatchMode):
+class _Mode(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps __torch_dispatch__ in torch._disable_dynamo, whose first
+        # call imports torch._dynamo (0.7 s a process) only to keep torch.compile from
+        # tracing into the mode; archstat never runs under torch.compile. This is the
+        # opt-out torch's TorchDispatchMode._should_skip_dynamo docstring describes.
+        return False
+
+
+class _Recorder(_Mode):
     """Dispatch mode + per-module hooks that fill records and events."""
 
     def __init__(self, names: dict[int, str], roles: dict[int, str]) -> None:
@@ -146,37 +156,40 @@ class _Recorder(TorchDispatchMode):
         self._roles = roles  # id(tensor) -> role, for the inputs, parameters and buffers
         self._pending_params: dict[int, int] = {}
         self._seen_params: set[int] = set()
-        # Weak, so that the traced run frees its tensors when Python would: the moment
-        # a storage dies is part of what the trace measures.
-        self._serials: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        self._storages: dict[int, int] = {}  # live storage address -> storage serial
+        # Tensors are held weakly, so that the traced run frees them when Python would:
+        # the moment a storage dies is part of what the trace measures. A weakref's
+        # callback forgets a dead tensor's id, or storage's address, before its reuse.
+        self._serials: dict[int, tuple[int, weakref.ref]] = {}  # id(tensor) -> serial
+        self._storages: dict[int, tuple[int, weakref.ref]] = {}  # address -> storage serial
         self._storage_count = 0
 
     def serials(self, value: Any) -> tuple[int, ...]:
         """Serials of the tensors in ``value``, registering tensors seen for the first time."""
         out = []
         for t in _tensors(value):
-            serial = self._serials.get(t)
-            if serial is None:
+            entry = self._serials.get(id(t))
+            if entry is None:
                 storage = t.untyped_storage()
                 key = storage._cdata
                 if key not in self._storages:
-                    self._storages[key] = self._storage_count
+                    ref = weakref.ref(storage, partial(self._free, key))
+                    self._storages[key] = (self._storage_count, ref)
                     self._storage_count += 1
-                    weakref.finalize(storage, self._free, key).atexit = False
-                serial = len(self.tensors)
-                self._serials[t] = serial
+                entry = (len(self.tensors), weakref.ref(t, partial(self._forget, id(t))))
+                self._serials[id(t)] = entry
                 self.tensors.append(TensorMeta(
                     tuple(t.shape), str(t.dtype).removeprefix("torch."),
-                    math.prod(t.shape) * t.element_size(), self._storages[key],
+                    math.prod(t.shape) * t.element_size(), self._storages[key][0],
                     storage.nbytes(), self._roles.get(id(t), "activation"), t.requires_grad,
                 ))
-            out.append(serial)
+            out.append(entry[0])
         return tuple(out)
 
-    def _free(self, key: int) -> None:
-        # The address may be reused by a new storage from now on.
-        self.freed[self._storages.pop(key)] = len(self.events)
+    def _forget(self, key: int, _ref: Any = None) -> None:
+        self._serials.pop(key, None)
+
+    def _free(self, key: int, _ref: Any = None) -> None:
+        self.freed[self._storages.pop(key)[0]] = len(self.events)
 
     # -- module hooks -------------------------------------------------------------
     def pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
@@ -232,14 +245,6 @@ class _Recorder(TorchDispatchMode):
         return tensor
 
     # -- dispatch -----------------------------------------------------------------
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # Otherwise torch wraps __torch_dispatch__ in torch._disable_dynamo, whose first
-        # call imports torch._dynamo (0.7 s a process) only to keep torch.compile from
-        # tracing into the mode; archstat never runs under torch.compile. This is the
-        # opt-out torch's TorchDispatchMode._should_skip_dynamo docstring describes.
-        return False
-
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
         kwargs = kwargs or {}
         if func in _METADATA_OPS:
@@ -393,16 +398,16 @@ def _failure_message(recorder: _Recorder, exc: Exception) -> str:
     return f"forward failed in {where}{got}: {detail}"
 
 
-class StorageWatch(TorchDispatchMode):
+class StorageWatch(_Mode):
     """Measure, on real tensors, the bytes of the storages that ops create while they
     live: ``live_bytes`` now, ``peak_bytes`` the most ever live at once (sampled after
     every op, when its inputs and outputs both exist).
 
     A storage counts from the op that returns it until torch frees it (a weakref
-    finalizer on the storage), with its full ``nbytes``; storages of the tensors in
+    callback on the storage), with its full ``nbytes``; storages of the tensors in
     ``existing`` (inputs, parameters, buffers) are never counted, nor is memory an op
     allocates and frees internally. Storage Python objects live exactly as long as the
-    storage itself (torch preserves them), which is what makes the finalizer exact.
+    storage itself (torch preserves them), which is what makes the callback exact.
     """
 
     def __init__(self, existing: Iterable[torch.Tensor] = ()) -> None:
@@ -410,10 +415,10 @@ class StorageWatch(TorchDispatchMode):
         self.live_bytes = 0
         self.peak_bytes = 0
         self._external = {t.untyped_storage()._cdata for t in existing}
-        self._tracked: set[int] = set()
+        self._tracked: dict[int, weakref.ref] = {}  # storage address -> weakref
 
-    def _free(self, key: int, nbytes: int) -> None:
-        self._tracked.discard(key)
+    def _free(self, key: int, nbytes: int, _ref: Any = None) -> None:
+        del self._tracked[key]
         self.live_bytes -= nbytes
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
@@ -423,8 +428,7 @@ class StorageWatch(TorchDispatchMode):
             key = storage._cdata
             if key in self._external or key in self._tracked:
                 continue
-            self._tracked.add(key)
+            self._tracked[key] = weakref.ref(storage, partial(self._free, key, storage.nbytes()))
             self.live_bytes += storage.nbytes()
-            weakref.finalize(storage, self._free, key, storage.nbytes()).atexit = False
         self.peak_bytes = max(self.peak_bytes, self.live_bytes)
         return out

@@ -1,7 +1,7 @@
 """archstat memory's estimates against real CPU allocations, for every zoo model.
 
-    python -m benchmarks.memory_vs_real            # default inputs, batch 1 (a few minutes)
-    python -m benchmarks.memory_vs_real --quick    # the validation test's small inputs
+    PYTHONPATH=. python benchmarks/memory_vs_real.py          # default inputs, batch 1
+    PYTHONPATH=. python benchmarks/memory_vs_real.py --quick  # the validation test's inputs
 
 Prints Markdown tables: per model, the inference peak and the saved activations (meta
 estimate vs measured under a StorageWatch, and the time each took), then the training
