@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class Measured:
     saved_activation_bytes: int | None
 
 
-def zoo_model(name: str, device: str | torch.device = "cpu", **config) -> nn.Module:
+def zoo_model(name: str, device: str | torch.device = "cpu", **config: Any) -> nn.Module:
     """Zoo model ``name`` with real, zero-filled parameters and buffers on ``device``:
     built on meta and materialised, which skips the random initialisation (memory does
     not depend on the values)."""

@@ -15,8 +15,9 @@ to the events, so one trace serves every convention.
 the bytes of the storages ops create while they are alive.
 
 ``trace(..., train=True)`` runs the model in training mode with autograd on (parameters
-require grad as in the model) and records which tensors autograd saves for backward
-(``Trace.saved``), through ``torch.autograd.graph.saved_tensors_hooks``.
+require grad as in the model), records which tensors autograd saves for backward
+(``Trace.saved``, through ``torch.autograd.graph.saved_tensors_hooks``), and watches a
+backward pass on meta too.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class _Frame:
     record: int | None  # the open record of this call, None between children
 
 
-class _Mode(TorchDispatchMode):
+class _NoDynamoMode(TorchDispatchMode):
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         # Otherwise torch wraps __torch_dispatch__ in torch._disable_dynamo, whose first
@@ -141,7 +142,7 @@ class _Mode(TorchDispatchMode):
         return False
 
 
-class _Recorder(_Mode):
+class _Recorder(_NoDynamoMode):
     """Dispatch mode + per-module hooks that fill records and events."""
 
     def __init__(self, names: dict[int, str], roles: dict[int, str]) -> None:
@@ -300,7 +301,7 @@ def _meta_like(value: Any, dtype: torch.dtype | None, grad: bool = False) -> Any
 
 
 @contextmanager
-def _mode(model: nn.Module, train: bool):
+def _training_flags(model: nn.Module, train: bool):
     """Set every module's training flag to ``train`` and put the flags back after."""
     flags = [(m, m.training) for m in model.modules()]
     model.train(train)
@@ -325,7 +326,9 @@ def trace(
     flags are restored, and the hooks are removed. Floating-point parameters, buffers
     and inputs are cast to ``dtype`` when it is given. By default the model runs in eval
     mode under ``torch.no_grad()``; with ``train=True`` it runs in training mode with
-    autograd on and the tensors saved for backward are recorded in ``Trace.saved``.
+    autograd on, the tensors saved for backward are recorded in ``Trace.saved``, and a
+    backward from the sum of the outputs runs after the forward, watched for
+    ``Trace.backward_peak_bytes`` (its ops are not recorded as events).
     """
     if not _COUNTED:
         _COUNTED.update(_counted_packets())
@@ -351,7 +354,7 @@ def trace(
                                                                  with_kwargs=True))
             stack.enter_context(module.register_forward_hook(recorder.post_hook,
                                                              with_kwargs=True))
-        stack.enter_context(_mode(model, train))
+        stack.enter_context(_training_flags(model, train))
         if train:
             stack.enter_context(torch.enable_grad())
             stack.enter_context(torch.autograd.graph.saved_tensors_hooks(recorder.pack,
@@ -379,14 +382,20 @@ def trace(
 def _backward(output: Any) -> None:
     """Backpropagate the sum of the outputs' sums, the simplest loss that reaches them all."""
     roots = [t for t in _tensors(output) if t.requires_grad]
-    if roots:
-        sum(t.sum() for t in roots).backward()
+    try:
+        if roots:
+            sum(t.sum() for t in roots).backward()
+    except Exception as exc:  # an op with no meta backward, say
+        raise ArchstatError(f"the backward pass failed on meta: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return detail if len(detail) <= 200 else detail[:197] + "..."
 
 
 def _failure_message(recorder: _Recorder, exc: Exception) -> str:
-    detail = " ".join(str(exc).split()) or type(exc).__name__
-    if len(detail) > 200:
-        detail = detail[:197] + "..."
+    detail = _one_line(exc)
     if not recorder.stack:
         return f"the model's forward failed: {detail}"
     frame = recorder.stack[-1]
@@ -398,7 +407,7 @@ def _failure_message(recorder: _Recorder, exc: Exception) -> str:
     return f"forward failed in {where}{got}: {detail}"
 
 
-class StorageWatch(_Mode):
+class StorageWatch(_NoDynamoMode):
     """Measure, on real tensors, the bytes of the storages that ops create while they
     live: ``live_bytes`` now, ``peak_bytes`` the most ever live at once (sampled after
     every op, when its inputs and outputs both exist).

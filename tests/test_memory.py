@@ -253,3 +253,27 @@ def test_cli_output_file_is_atomic(tmp_path) -> None:
     assert before.startswith("batch,params_bytes,")
     assert main(["memory", "lenet5", "--fit", "-3", "-o", str(target)]) == 2
     assert target.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["mem.csv"]
+
+
+class NoMetaBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("no backward here")
+
+
+class Broken(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return NoMetaBackward.apply(self.fc(x))
+
+
+def test_a_failing_backward_is_a_user_error() -> None:
+    with pytest.raises(ArchstatError, match="the backward pass failed on meta: no backward"):
+        estimate_memory(Broken(), input_shape=(4,), train=True)
