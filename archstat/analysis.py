@@ -66,8 +66,8 @@ class Analysis:
             self.module_types, self.trace,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: model, input_shape, batch, convention, totals, layers, unhandled."""
+    def header(self) -> dict[str, Any]:
+        """What was analysed: model, input_shape, batch, convention, dtype (JSON-ready)."""
         return {
             "model": self.model,
             "input_shape": [list(s) for s in self.input_shape]
@@ -75,6 +75,12 @@ class Analysis:
             "batch": self.batch,
             "convention": self.convention,
             "dtype": self.dtype,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: model, input_shape, batch, convention, totals, layers, unhandled."""
+        return {
+            **self.header(),
             "totals": self.totals,
             "layers": render.records(self.layers),
             "unhandled": render.records(self.unhandled),
