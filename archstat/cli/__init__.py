@@ -14,6 +14,7 @@ import typer
 from archstat._version import __version__
 from archstat.cli import analyze as _analyze
 from archstat.cli import compare as _compare
+from archstat.cli import report as _report
 
 app = typer.Typer(
     name="archstat",
@@ -44,6 +45,7 @@ def _root(
 app.command("zoo")(_analyze.zoo)
 app.command("analyze")(_analyze.analyze)
 app.command("compare")(_compare.compare)
+app.command("report")(_report.report)
 
 
 def main(argv: list[str] | None = None) -> int:
