@@ -14,6 +14,7 @@ import typer
 from archstat._version import __version__
 from archstat.cli import analyze as _analyze
 from archstat.cli import compare as _compare
+from archstat.cli import plot as _plot
 from archstat.cli import report as _report
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.command("zoo")(_analyze.zoo)
 app.command("analyze")(_analyze.analyze)
 app.command("compare")(_compare.compare)
 app.command("report")(_report.report)
+app.command("plot")(_plot.plot)
 
 
 def main(argv: list[str] | None = None) -> int:
