@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from archstat.errors import ArchstatError
+from archstat.metakernels import fast_meta_build
 from archstat.zoo import get_model_info
 
 #: Input shape (without batch) assumed for a model that is not in the zoo.
@@ -33,7 +33,7 @@ class ResolvedModel:
 
 def _build_on_meta(builder: Callable[[], Any], what: str) -> nn.Module:
     try:
-        with torch.device("meta"):
+        with fast_meta_build():
             model = builder()
     except (ArchstatError, ImportError):
         raise
