@@ -77,6 +77,16 @@ resolution (`stage`, the larger spatial side; fc layers count at 1) and, per mod
 `<model>_layers` (conv/fc), `<model>_params`, `<model>_flops` (macs),
 `<model>_activation_bytes`."""
 
+BOTTLENECK_DOC = """\
+`archstat bottleneck MODEL --level pair|module|network` (multiply-adds, batch 1; see the
+top-level README's bottleneck section). pairs: every 1x1 -> kxk pair (`location`,
+`input_shape`, `in_channels`, `reduced_channels`, `out_channels`, `kernel`, `macs` and
+`params` as built, `direct_macs`/`direct_params` of the kxk applied to the 1x1's input,
+`*_saving_ratio` = direct / built). modules: every inception module or residual block
+(`module`, `kind`, `input_shape`, channels, `macs`/`params` of its convolutions against
+`naive_macs`/`naive_params` of Figure 2(a) or a basic block). network: `model`,
+`variant` (`actual` or `naive`), `macs`, `params` of the whole network."""
+
 
 @dataclass(frozen=True)
 class Report:
@@ -107,6 +117,15 @@ def _styled_csv(model: str, style: str, convention: str) -> Callable[[Analyzer],
         table = (lecture_table if style == "lecture" else paper_table)(
             analyzer(model, convention=convention))
         return render.render_table(table, "csv")
+
+    return build
+
+
+def _bottleneck_csv(model: str, level: str) -> Callable[[Analyzer], str]:
+    def build(_analyzer: Analyzer) -> str:
+        from archstat.savings import bottleneck
+
+        return bottleneck(model, level=level).to_csv(level)
 
     return build
 
@@ -143,6 +162,10 @@ REPORTS: list[Report] = [
            "every zoo model, each at its zoo input (`archstat zoo` lists them); ratios to "
            "alexnet",
            COMPARE_DOC),
+    *(Report(f"{model}_bottleneck_{table}.csv", _bottleneck_csv(model, level),
+             f"{model}'s 1x1 bottlenecks, {level} level, input 3x224x224", BOTTLENECK_DOC)
+      for model in ("googlenet", "resnet50")
+      for level, table in (("pair", "pairs"), ("module", "modules"), ("network", "network"))),
 ]
 
 
