@@ -189,8 +189,8 @@ def _googlenet_row(analysis: Any, layers: list[ComputeLayer], spec, previous: di
 
 
 def _googlenet_notes(analysis: Any, frame: pd.DataFrame, layers: list[ComputeLayer]) -> list[str]:
-    notes = ["params: conv and fc weights, biases left out as Table 1 counts them (K = 1024 "
-             "in the terminal, as the paper prints); ops: multiply-adds, weights x output "
+    notes = ["params: conv and fc weights, biases left out as Table 1 counts them (printed "
+             "with K = 1024, as the paper does); ops: multiply-adds, weights x output "
              "positions (M = 1e6)."]
     five = [layer for layer in layers if ".branch3." in layer.name and layer.kind == "conv"
             and layer.kernel != (1, 1)]
@@ -216,8 +216,9 @@ def _googlenet_notes(analysis: Any, frame: pd.DataFrame, layers: list[ComputeLay
             wrong.append(f"ops {printed['ops'] / 1e6:g}M (recomputed {paper_m(row['ops'])}, "
                          f"{row['ops']:,})")
         if wrong:
-            notes.append(f"{kind} ({', '.join(modules[:2])}): Table 1 prints "
-                         f"{' and '.join(wrong)}; the table shows the recomputed figures.")
+            label = kind if kind.startswith("inception") else f"{kind} ({modules[0]})"
+            notes.append(f"{label}: Table 1 prints {' and '.join(wrong)}; the table shows "
+                         "the recomputed figures.")
     return notes
 
 
