@@ -44,20 +44,22 @@ STEM_FRACTION = 8
 class Comparison:
     """``totals``: one row per model (METRICS and their ratios to the first model);
     ``stages``: one row per output resolution, ``<model>_<metric>`` columns;
-    ``findings``: sentences on where the budgets differ; ``cut``: what was compared."""
+    ``findings``: sentences on where the budgets differ; ``meta["cut"]`` says which part
+    of each network was compared ("" for all of it)."""
 
     totals: pd.DataFrame
     stages: pd.DataFrame
     meta: dict[str, Any]
     findings: list[str] = field(default_factory=list)
-    cut: str = ""
 
 
 def _spatial(layer: ComputeLayer) -> bool:
     return bool(layer.output_shape) and len(layer.output_shape) > 2
 
 
-def until_resolution(layers: list[ComputeLayer], resolution: int, model: str) -> list[ComputeLayer]:
+def cut_at_resolution(
+    layers: list[ComputeLayer], resolution: int, model: str
+) -> list[ComputeLayer]:
     """The layers up to and including the last one whose output is larger than
     ``resolution``, plus the one after it, which brings the maps down to it."""
     larger = [i for i, layer in enumerate(layers) if _spatial(layer)
@@ -73,7 +75,7 @@ def until_resolution(layers: list[ComputeLayer], resolution: int, model: str) ->
     return layers[: cut + 1]
 
 
-def until_layer(analysis: Any, layers: list[ComputeLayer], name: str) -> list[ComputeLayer]:
+def cut_at_layer(analysis: Any, layers: list[ComputeLayer], name: str) -> list[ComputeLayer]:
     """The layers up to and including the last one named ``name``: a row name (conv3,
     pool2 for a plain chain) or a module path or path prefix (``inception4a``,
     ``features.16``), so a module is cut after all of it."""
@@ -156,7 +158,7 @@ def _findings(models: list[tuple[Any, list[ComputeLayer]]], totals: pd.DataFrame
         fc = [layer for layer in layers if layer.kind == "fc"]
         side = max(analysis.input_shape[0][1:], default=0) // STEM_FRACTION
         try:
-            stem = sum(layer.flops for layer in until_resolution(layers, side, analysis.model))
+            stem = sum(layer.flops for layer in cut_at_resolution(layers, side, analysis.model))
         except ArchstatError:
             stem = None
         budgets.append((analysis.model, len(fc), sum(layer.params for layer in fc), stem, side))
@@ -182,11 +184,11 @@ def _findings(models: list[tuple[Any, list[ComputeLayer]]], totals: pd.DataFrame
 
 def compare(
     analyses: Sequence[Any],
-    until_resolution_: int | None = None,
+    until_resolution: int | None = None,
     until: Sequence[str] | None = None,
 ) -> Comparison:
     """Compare analysed models (all under one convention), whole or cut: at the layer
-    that brings the maps down to ``until_resolution_``, or at a named layer (``until``:
+    that brings the maps down to ``until_resolution``, or at a named layer (``until``:
     one name for every model, or one per model)."""
     if not analyses:
         raise ArchstatError("compare needs at least one model")
@@ -201,13 +203,13 @@ def compare(
     models = []
     for index, analysis in enumerate(analyses):
         layers = compute_layers(analysis)
-        if until_resolution_ is not None:
-            layers = until_resolution(layers, until_resolution_, analysis.model)
+        if until_resolution is not None:
+            layers = cut_at_resolution(layers, until_resolution, analysis.model)
         if until:
-            layers = until_layer(analysis, layers, until[index if len(until) > 1 else 0])
+            layers = cut_at_layer(analysis, layers, until[index if len(until) > 1 else 0])
         models.append((analysis, layers))
     totals = _with_ratios([_totals(a, layers) for a, layers in models])
-    cut = (f"down to {until_resolution_}x{until_resolution_}" if until_resolution_ is not None
+    cut = (f"down to {until_resolution}x{until_resolution}" if until_resolution is not None
            else f"until {', '.join(until)}" if until else "")
     first = analyses[0]
     return Comparison(
@@ -218,7 +220,6 @@ def compare(
               "batch": first.batch, "convention": first.convention, "dtype": first.dtype,
               "cut": cut},
         findings=[] if cut else _findings(models, totals),
-        cut=cut,
     )
 
 
@@ -228,7 +229,7 @@ def compare_models(
     batch: int = 1,
     convention: str = "macs",
     dtype: str = "float32",
-    until_resolution_: int | None = None,
+    until_resolution: int | None = None,
     until: Sequence[str] | None = None,
 ) -> Comparison:
     """Analyse each model (zoo name or spec string) and compare them (see :func:`compare`)."""
@@ -236,7 +237,7 @@ def compare_models(
 
     analyses = [analyze(m, input_shape=input_shape, batch=batch, convention=convention,
                         dtype=dtype) for m in models]
-    return compare(analyses, until_resolution_, until)
+    return compare(analyses, until_resolution, until)
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def ratio_str(value: Any) -> str:
 
 def _title(comparison: Comparison) -> str:
     meta = comparison.meta
-    cut = f"  {comparison.cut}" if comparison.cut else ""
+    cut = f"  {meta['cut']}" if meta["cut"] else ""
     return (f"{' vs '.join(meta['models'])}  batch {meta['batch']}  {meta['dtype']}  "
             f"convention {meta['convention']}{cut}")
 

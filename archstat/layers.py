@@ -307,13 +307,18 @@ def weight_depth(trace: Trace, events: Iterable[int]) -> int:
     return deepest
 
 
+def side(values: tuple[int, ...] | None) -> int | str | None:
+    """Per-dimension values as the lecture prints them: ``3`` when all equal, ``1x7``
+    otherwise; None stays None."""
+    if not values:
+        return None
+    return values[0] if len(set(values)) == 1 else "x".join(map(str, values))
+
+
 def spatial_str(shape: tuple[int, ...] | None) -> int | str | None:
     """The spatial size of an N x C x H x W shape: ``56`` when square, ``56x28``
     otherwise, None for a vector."""
-    if not shape or len(shape) < 3:
-        return None
-    sides = shape[2:]
-    return sides[0] if len(set(sides)) == 1 else "x".join(map(str, sides))
+    return side(shape[2:]) if shape and len(shape) > 2 else None
 
 
 def numel(shape: tuple[int, ...] | None) -> int:

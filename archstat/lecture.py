@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from archstat import render
-from archstat.layers import ComputeLayer, compute_layers, is_chain, numel, spatial_str
+from archstat.layers import ComputeLayer, compute_layers, is_chain, numel, side, spatial_str
 
 COLUMNS = [
     "layer", "in_channels", "in_size", "filters", "kernel", "stride", "pad", "out_channels",
@@ -47,12 +47,6 @@ def lecture_names(layers: list[ComputeLayer]) -> list[str]:
     return names
 
 
-def _side(values: tuple[int, ...] | None) -> int | str | None:
-    if values is None:
-        return None
-    return values[0] if len(set(values)) == 1 else "x".join(map(str, values))
-
-
 def _channels(shape: tuple[int, ...] | None) -> int | None:
     return shape[1] if shape and len(shape) >= 2 else None
 
@@ -63,9 +57,9 @@ def lecture_row(name: str, layer: ComputeLayer, batch: int) -> dict[str, Any]:
         "in_channels": _channels(layer.input_shape),
         "in_size": spatial_str(layer.input_shape),
         "filters": layer.filters,
-        "kernel": _side(layer.kernel),
-        "stride": _side(layer.stride),
-        "pad": _side(layer.padding),
+        "kernel": side(layer.kernel),
+        "stride": side(layer.stride),
+        "pad": side(layer.padding),
         "out_channels": _channels(layer.output_shape),
         "out_size": spatial_str(layer.output_shape),
         "memory_kb": numel(layer.output_shape) // batch * BYTES_PER_ELEMENT / 1024,

@@ -22,7 +22,14 @@ import pandas as pd
 
 from archstat import render
 from archstat.errors import ArchstatError
-from archstat.layers import ComputeLayer, compute_layers, numel, record_events, weight_depth
+from archstat.layers import (
+    ComputeLayer,
+    compute_layers,
+    numel,
+    record_events,
+    side,
+    weight_depth,
+)
 from archstat.zoo import get_model_info, list_models
 from archstat.zoo.googlenet import PAPER_TABLE1
 
@@ -111,7 +118,7 @@ def _size_hwc(shape: tuple[int, ...] | None) -> str:
     return "x".join(map(str, (*sides, shape[1])))
 
 
-def _side(values: tuple[int, ...]) -> str:
+def _dims(values: tuple[int, ...]) -> str:
     return "x".join(map(str, values))
 
 
@@ -168,7 +175,7 @@ def _patch(kind: str, layers: list[ComputeLayer]) -> str:
     if kind.startswith("inception") or not shaped:
         return ""
     last = shaped[-1]
-    return f"{_side(last.kernel)}/{_side(tuple(dict.fromkeys(last.stride)))}"
+    return f"{_dims(last.kernel)}/{_dims(tuple(dict.fromkeys(last.stride)))}"
 
 
 def _googlenet_row(analysis: Any, layers: list[ComputeLayer], spec, previous: dict) -> dict:
@@ -194,7 +201,7 @@ def _googlenet_notes(analysis: Any, frame: pd.DataFrame, layers: list[ComputeLay
              "positions (M = 1e6)."]
     five = [layer for layer in layers if ".branch3." in layer.name and layer.kind == "conv"
             and layer.kernel != (1, 1)]
-    odd = sorted({_side(layer.kernel) for layer in five} - {"5x5"})
+    odd = sorted({_dims(layer.kernel) for layer in five} - {"5x5"})
     if odd:
         notes.append(f"the #5x5 column is a {', '.join(odd)} convolution in this model "
                      "(torchvision's deviation, pytorch/vision issue 906).")
@@ -248,10 +255,10 @@ def googlenet_table(analysis: Any) -> render.Table:
 
 def _describe(layer: ComputeLayer) -> str:
     if layer.kind == "conv":
-        return f"{_side(layer.kernel)}, {layer.filters}, stride {layer.stride[0]}"
+        return f"{_dims(layer.kernel)}, {layer.filters}, stride {layer.stride[0]}"
     if layer.kind == "pool":
         if layer.kernel and layer.kernel[0] > 1 and layer.name.endswith("maxpool"):
-            return f"{_side(layer.kernel)} max pool, stride {layer.stride[0]}"
+            return f"{_dims(layer.kernel)} max pool, stride {layer.stride[0]}"
         return "average pool"
     if layer.kind == "fc":
         return f"{layer.filters}-d fc"
@@ -263,7 +270,7 @@ def _stage(module: str, layers: list[ComputeLayer]) -> str:
     blocks = {layer.name.split(".")[1] for layer in layers if layer.name.startswith(module + ".")}
     first = [layer for layer in layers if layer.name.startswith(f"{module}.0.")
              and layer.kind == "conv" and ".downsample." not in layer.name]
-    inner = "; ".join(f"{_side(layer.kernel)}, {layer.filters}" for layer in first)
+    inner = "; ".join(f"{_dims(layer.kernel)}, {layer.filters}" for layer in first)
     return f"[{inner}] x {len(blocks)}"
 
 
@@ -302,7 +309,7 @@ def resnet_table(analysis: Any) -> render.Table:
         spatial = [shape for shape in spatial if shape and len(shape) > 2]
         rows.append({
             "layer_name": name,
-            "output_size": _side(spatial[-1][2:]) if spatial else "",
+            "output_size": _dims(spatial[-1][2:]) if spatial else "",
             "blocks": _blocks(modules, _layers_in(layers, records)),
             "params": _sum(analysis, records, "params"),
             "flops": _sum(analysis, records, "flops"),
@@ -336,8 +343,7 @@ def resnet_table(analysis: Any) -> render.Table:
 
 def _vgg_label(layer: ComputeLayer) -> str:
     if layer.kind == "conv":
-        side = layer.kernel[0] if len(set(layer.kernel)) == 1 else _side(layer.kernel)
-        return f"conv{side}-{layer.filters}"
+        return f"conv{side(layer.kernel)}-{layer.filters}"  # Table 1's conv3-64
     if layer.kind == "fc":
         return f"FC-{layer.filters}"
     return "maxpool" if layer.kind == "pool" else layer.kind

@@ -86,7 +86,7 @@ def test_findings_explain_the_gap(headline) -> None:
 def test_stem_comparison_until_28() -> None:
     """The lecture's stem comparison, from 224 down to 28: GoogLeNet's conv 7x7/2, max
     pool, conv 1x1, conv 3x3, max pool against VGG-16's first seven convs and 3 pools."""
-    result = compare_models(["googlenet", "vgg16"], until_resolution_=28)
+    result = compare_models(["googlenet", "vgg16"], until_resolution=28)
     rows = result.totals.set_index("model")
     g, v = rows.loc["googlenet"], rows.loc["vgg16"]
     assert g.params == (7 * 7 * 3 * 64 + 64) + (64 * 64 + 64) + (9 * 64 * 192 + 192) == 124_416
@@ -96,7 +96,7 @@ def test_stem_comparison_until_28() -> None:
     params, macs, elements = _vgg16_convs(until_side=28)
     assert (v.params, v.flops, v.activation_bytes) == (params, macs, 4 * elements)
     assert (g.layers, v.layers) == (3, 7)
-    assert result.findings == [] and result.cut == "down to 28x28"
+    assert result.findings == [] and result.meta["cut"] == "down to 28x28"
 
 
 def test_until_layer_cuts_each_model() -> None:

@@ -45,5 +45,5 @@ def compare(
         fmt = resolve_format(fmt, output)
         result = compare_models(models, input_shape=input or None, batch=batch,
                                 convention=convention, dtype=dtype,
-                                until_resolution_=until_resolution, until=until)
+                                until_resolution=until_resolution, until=until)
         emit(render.render_tables(comparison_tables(result, stages_first=stages), fmt), output)
