@@ -148,37 +148,52 @@ def _unit(convention: str) -> str:
     return get_convention(convention).unit + "s"
 
 
+def _stem_flops(analysis: Any, layers: list[ComputeLayer]) -> tuple[int, int | None]:
+    """The side 1/STEM_FRACTION of the input's and the FLOPs spent down to it (None when
+    the network never gets there)."""
+    side = max(analysis.input_shape[0][1:], default=0) // STEM_FRACTION
+    try:
+        return side, sum(layer.flops for layer in cut_at_resolution(layers, side, analysis.model))
+    except ArchstatError:
+        return side, None
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "-"
+
+
 def _findings(models: list[tuple[Any, list[ComputeLayer]]], totals: pd.DataFrame) -> list[str]:
     """Where the second and later models spend more than the first: in fc layers (params)
-    and before the maps reach 1/8 of the input's side (the stem)."""
-    first_analysis = models[0][0]
-    unit = _unit(first_analysis.convention)
-    budgets = []
-    for analysis, layers in models:
-        fc = [layer for layer in layers if layer.kind == "fc"]
-        side = max(analysis.input_shape[0][1:], default=0) // STEM_FRACTION
-        try:
-            stem = sum(layer.flops for layer in cut_at_resolution(layers, side, analysis.model))
-        except ArchstatError:
-            stem = None
-        budgets.append((analysis.model, len(fc), sum(layer.params for layer in fc), stem, side))
+    and before the maps reach 1/STEM_FRACTION of the input's side (the stem)."""
+    unit = _unit(models[0][0].convention)
     rows = totals.to_dict("records")
-    a_name, a_fcs, a_fc_params, a_stem, side = budgets[0]
+    budgets = []
+    for (analysis, layers), row in zip(models, rows, strict=True):
+        fc = [layer for layer in layers if layer.kind == "fc"]
+        budgets.append({"name": analysis.model, "fcs": len(fc), "row": row,
+                        "fc_params": sum(layer.params for layer in fc),
+                        **dict(zip(("side", "stem"), _stem_flops(analysis, layers),
+                                   strict=True))})
+    a = budgets[0]
     findings = []
-    for (b_name, b_fcs, b_fc_params, b_stem, _), row in zip(budgets[1:], rows[1:], strict=True):
-        findings.append(
-            f"params: {b_name} has {row['params_ratio']:.1f}x the params of {a_name}. Its "
-            f"{_count(b_fcs, 'fc layer')} {_hold(b_fcs)} {render.human(b_fc_params)} "
-            f"({b_fc_params / row['params']:.0%} of them); {a_name}'s "
-            f"{_count(a_fcs, 'fc layer')} {_hold(a_fcs)} {render.human(a_fc_params)} "
-            f"({a_fc_params / rows[0]['params']:.0%}).")
-        if a_stem and b_stem is not None:
+    for b in budgets[1:]:
+        if b["row"]["params_ratio"] and b["row"]["params"]:
             findings.append(
-                f"{unit}: {b_name} needs {row['flops_ratio']:.1f}x the {unit} of {a_name}. "
-                f"Down to {side}x{side} (1/{STEM_FRACTION} of the input side) {b_name} spends "
-                f"{render.human(b_stem)} ({b_stem / row['flops']:.0%} of its total) and "
-                f"{a_name} {render.human(a_stem)} ({a_stem / rows[0]['flops']:.0%}): "
-                f"{b_stem / a_stem:.1f}x.")
+                f"params: {b['name']} has {b['row']['params_ratio']:.1f}x the params of "
+                f"{a['name']}. Its {_count(b['fcs'], 'fc layer')} {_hold(b['fcs'])} "
+                f"{render.human(b['fc_params'])} ({_share(b['fc_params'], b['row']['params'])}"
+                f" of them); {a['name']}'s {_count(a['fcs'], 'fc layer')} {_hold(a['fcs'])} "
+                f"{render.human(a['fc_params'])} ({_share(a['fc_params'], a['row']['params'])}).")
+        if a["stem"] and b["stem"] is not None and a["side"] == b["side"] \
+                and b["row"]["flops_ratio"] is not None:
+            side = a["side"]
+            findings.append(
+                f"{unit}: {b['name']} needs {b['row']['flops_ratio']:.1f}x the {unit} of "
+                f"{a['name']}. Down to {side}x{side} (1/{STEM_FRACTION} of the input side) "
+                f"{b['name']} spends {render.human(b['stem'])} "
+                f"({_share(b['stem'], b['row']['flops'])} of its total) and {a['name']} "
+                f"{render.human(a['stem'])} ({_share(a['stem'], a['row']['flops'])}): "
+                f"{b['stem'] / a['stem']:.1f}x.")
     return findings
 
 

@@ -15,6 +15,7 @@ chain of layers, by module path otherwise.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -74,7 +75,7 @@ def slide_number(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
     if 0 < abs(value) < 1:
-        return f"{value:.1g}"
+        return format(Decimal(f"{value:.1g}"), "f")  # 0.4, 0.00006: never 6e-05
     return f"{int(value + 0.5):,}"  # half up, as the slides round
 
 

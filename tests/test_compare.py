@@ -147,3 +147,17 @@ def test_convention_and_batch_scale() -> None:
     assert (flops["flops"] == 4 * macs["flops"]).all()
     assert (flops["activation_bytes"] == 2 * macs["activation_bytes"]).all()
     assert (flops["params"] == macs["params"]).all()
+
+
+def test_models_without_params_or_a_stem_still_compare(tmp_path, monkeypatch) -> None:
+    (tmp_path / "tiny.py").write_text(
+        "import torch.nn as nn\n"
+        "def pools():\n"
+        "    return nn.Sequential(nn.MaxPool2d(2), nn.AvgPool2d(2))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = compare_models(["tiny:pools", "alexnet"], input_shape="3x227x227")
+    rows = result.totals.set_index("model")
+    assert rows.loc["tiny:pools", "params"] == 0 and rows.loc["alexnet", "params_ratio"] is None
+    assert rows.loc["tiny:pools", "activation_bytes"] == 4 * 3 * (113 * 113 + 56 * 56)
+    assert result.findings == []  # no ratio to the first model's zero params, and no stem
