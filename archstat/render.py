@@ -115,16 +115,17 @@ def display_rows(
     return header, rows
 
 
+def _numeric_column(rows: Sequence[Sequence[str]], i: int) -> bool:
+    """Whether every non-empty cell of column ``i`` reads as a (signed) number."""
+    cells = [r[i].lstrip("+-") for r in rows if r[i]]
+    return bool(cells) and all(c[:1].isdigit() for c in cells)
+
+
 def to_markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table; numeric-looking columns are right-aligned."""
     rows = [list(r) for r in rows]
-
-    def numeric(i: int) -> bool:
-        cells = [r[i] for r in rows if r[i]]
-        return bool(cells) and all(c[:1].isdigit() or c[:1] == "-" for c in cells)
-
-    align = ["---:" if numeric(i) else "---" for i in range(len(header))]
-    header = [h.replace("\n", " ") for h in header]
+    align = ["---:" if _numeric_column(rows, i) else "---" for i in range(len(header))]
+    header = [h.replace("\n", " ") for h in header]  # a two-line rich header is one here
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -145,8 +146,7 @@ def rich_table(
     bold = set(bold_rows)
     table = Table(title=title, caption=caption, show_lines=False, header_style="bold")
     for i, name in enumerate(header):
-        cells = [r[i] for r in rows if r[i]]
-        is_num = bool(cells) and all(c[:1].isdigit() for c in cells)
+        is_num = _numeric_column(rows, i)
         # The first column names the row: never wrap it.
         table.add_column(name, justify="right" if is_num else "left", no_wrap=is_num or not i)
     for index, row in enumerate(rows):

@@ -35,7 +35,7 @@ def _build_on_meta(builder: Callable[[], Any], what: str) -> nn.Module:
     try:
         with fast_meta_build():
             model = builder()
-    except (ArchstatError, ImportError):
+    except ArchstatError:
         raise
     except Exception:
         try:

@@ -94,6 +94,7 @@ def note(message: str) -> None:
     """An explanation (say, of an empty result) that is not a problem: one line on stderr."""
     typer.echo(f"archstat: note: {message}", err=True)
 
+
 def error(message: str) -> None:
     """One error line on stderr (the command decides the exit code)."""
     typer.echo(f"archstat: error: {message}", err=True)
