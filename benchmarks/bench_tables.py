@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
+
+from bench_bottleneck import best_of  # beside this script: best of n after a warm-up
 
 import archstat
 from archstat.compare import compare_models
@@ -21,16 +21,6 @@ from archstat.lecture import lecture_table
 from archstat.paper import paper_table
 from archstat.plot import plot_models
 from archstat.report import write_reports
-
-
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    fn()  # warm-up: imports, torch's lazy initialisation
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def per_model(models: list[str], repeat: int) -> None:
