@@ -406,7 +406,7 @@ def paper_table(analysis: Any) -> render.Table:
     known = [name for name in list_models() if get_model_info(name).family in PAPER_TABLES]
     if analysis.model not in known:
         raise ArchstatError(f"{analysis.model!r} has no paper layout; --style paper knows "
-                            f"{', '.join(known)}")
+                            f"the zoo's {', '.join(PAPER_TABLES)} models")
     if analysis.convention != "macs":
         raise ArchstatError("--style paper counts multiply-adds as the papers do; "
                             f"drop --convention {analysis.convention}")
