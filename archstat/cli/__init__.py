@@ -13,6 +13,7 @@ import typer
 
 from archstat._version import __version__
 from archstat.cli import analyze as _analyze
+from archstat.cli import bench as _bench
 
 app = typer.Typer(
     name="archstat",
@@ -42,6 +43,7 @@ def _root(
 
 app.command("zoo")(_analyze.zoo)
 app.command("analyze")(_analyze.analyze)
+app.command("bench")(_bench.bench)
 
 
 def main(argv: list[str] | None = None) -> int:
