@@ -80,6 +80,22 @@ def test_cpu_benchmark_rows_are_consistent_with_their_timings() -> None:
     assert set(report.meta["not_measured"]) == {"peak_memory_bytes", "peak_pct", "roofline_ms"}
 
 
+def test_known_device_rows_carry_roofline_and_peak_percentage() -> None:
+    from archstat.bench.devices import Peak
+    from archstat.bench.harness import _Model, _point
+    from archstat.bench.stats import eager_traffic
+    from archstat.bench.timing import CpuTimer, Policy
+
+    model = _Model("lenet5", "cpu", "float32", False, None)
+    peak = Peak(0.001, "float32", 0.5, "a slow made-up device: 1 GFLOP/s, 0.5 GB/s")
+    row, _ = _point(model, None, 2, CpuTimer(), Policy(warmup=0, iters=2), peak, False)
+    flops = torch_flops("lenet5", 2)
+    nbytes = eager_traffic(model.analysis(2).trace)
+    assert row["roofline_ms"] == pytest.approx(
+        max(flops / 1e9, nbytes / 0.5e9) * 1e3, rel=1e-5)
+    assert row["peak_pct"] == pytest.approx(row["tflops_achieved"] / 0.001 * 100, rel=1e-4)
+
+
 def test_channels_last_and_compile_report_compile_time() -> None:
     report = benchmark(["lenet5"], device="cpu", batch_sizes=[2], warmup=0, iters=2,
                        channels_last=True, compile=True, compile_backend="eager")
@@ -134,6 +150,8 @@ def test_out_of_memory_fills_its_row_and_the_sweep_goes_on(tiny) -> None:
         assert row["median_ms"] is None and row["samples_per_s"] is None
         assert row["flops"] == 2 * 2 * 64 * row["batch_size"]  # still known: 2 x MACs
     assert rows[0]["median_ms"] > 0 and rows[3]["median_ms"] > 0
+    table = invoke("bench", tiny, "-i", "1x8x8", "-b", "1,4", *FAST).stdout
+    assert f"{tiny} batch 4: out of memory" in table
 
 
 def test_per_layer_table_json_and_csv() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 A100_WP = "NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020), Table 1"
 A100_DS = "NVIDIA A100 Tensor Core GPU datasheet (2021, 40GB and 80GB editions)"
 H100_WP = "NVIDIA H100 Tensor Core GPU Architecture whitepaper (2022), Table 1"
+H100_DS = "NVIDIA H100 Tensor Core GPU datasheet (2022); sparsity figures halved"
 H200_DS = "NVIDIA H200 Tensor Core GPU datasheet (2024); sparsity figures halved"
 L4_DS = "NVIDIA L4 Tensor Core GPU datasheet (2023); sparsity figures halved"
 T4_DS = "NVIDIA T4 Tensor Core GPU datasheet (2019)"
@@ -63,9 +64,9 @@ DEVICES: tuple[DeviceSpec, ...] = (
     _spec("A100 SXM4 80GB", r"A100.*SXM.*80GB", _A100, 2039, A100_WP, A100_DS),
     _spec("A100 40GB", r"A100.*40GB", _A100, 1555, A100_WP, A100_DS),
     _spec("H100 PCIe", r"H100.*PCIE",
-          {"float32": 51.2, "tf32": 378.0, "float16": 756.0, "bfloat16": 756.0}, 2000, H100_WP),
+          {"float32": 51.0, "tf32": 378.0, "float16": 756.5, "bfloat16": 756.5}, 2000, H100_DS),
     # torch names the SXM5 board "NVIDIA H100 80GB HBM3"
-    _spec("H100 SXM5", r"H100.*(SXM|HBM3)", _H100_SXM, 3352, H100_WP),
+    _spec("H100 SXM5", r"H100.*(SXM|HBM3)", _H100_SXM, 3350, H100_WP, H100_DS),
     _spec("H200 NVL", r"H200.*NVL",
           {"float32": 60.0, "tf32": 417.5, "float16": 835.5, "bfloat16": 835.5}, 4800, H200_DS),
     _spec("H200 SXM", r"H200(?!.*NVL)",

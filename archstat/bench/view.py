@@ -48,7 +48,7 @@ _RESULTS = {
     "latency_ratio": ("latency ratio", _ratio),
     "flops_ratio": ("FLOPs ratio", _ratio),
     "compile_s": ("compile s", _num(3)),
-    "note": ("note", lambda v: v or ""),
+    "iters": ("iters", str),
 }
 
 _LAYERS = {
@@ -79,9 +79,11 @@ def title(meta: dict[str, Any]) -> str:
             + "".join(f"  {f}" for f in flags))
 
 
-def caption(meta: dict[str, Any]) -> str:
-    """What the numbers are, and why some are empty."""
-    lines = [f"FLOPs = {meta['flops']}; timer: {meta['timer']}; warm-up: {meta['warmup']}; "
+def caption(meta: dict[str, Any], results: pd.DataFrame) -> str:
+    """What the numbers are, why some are empty, and each row's note."""
+    lines = [f"{row['model']} batch {row['batch_size']}: {row['note']}"
+             for row in results.to_dict("records") if row["note"]]
+    lines += [f"FLOPs = {meta['flops']}; timer: {meta['timer']}; warm-up: {meta['warmup']}; "
              f"measured: {meta['iterations']}; ratios are to the first model."]
     roofline = meta.get("roofline")
     if roofline:
@@ -96,7 +98,7 @@ def caption(meta: dict[str, Any]) -> str:
 
 def results_view(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     frame = report.results
-    keep = ("model", "batch_size", "median_ms", "samples_per_s", "flops")
+    keep = ("model", "batch_size", "median_ms", "samples_per_s", "flops", "iters")
     if frame["model"].nunique() < 2:  # ratios to itself say nothing
         frame = frame.assign(latency_ratio=None, flops_ratio=None)
     return _view(frame, _RESULTS, keep)
@@ -125,14 +127,14 @@ def render_report(report: BenchReport, fmt: str, top: int = 10) -> Any:
     header, rows = results_view(report)
     if fmt == "markdown":
         parts = [f"**{title(report.meta)}**\n\n" + render.to_markdown(header, rows)
-                 + "\n" + caption(report.meta).replace("\n", "  \n") + "\n"]
+                 + "\n" + caption(report.meta, report.results).replace("\n", "  \n") + "\n"]
         parts += [f"\n**{layers_title(e, top)}**\n\n" + render.to_markdown(*layers_view(e, top))
                   for e in report.per_layer]
         return "".join(parts)
     from rich.console import Group
 
     tables = [render.rich_table(header, rows, title=title(report.meta),
-                                caption=caption(report.meta))]
+                                caption=caption(report.meta, report.results))]
     tables += [render.rich_table(*layers_view(e, top), title=layers_title(e, top))
                for e in report.per_layer]
     return Group(*tables)
