@@ -8,9 +8,10 @@ same thread count: by ``archstat.bench.benchmark`` (median of per-iteration
 should agree within ``--tolerance`` (10%); the script prints a Markdown table with the
 run's metadata, writes it to ``--out`` when given, and exits 1 if any pair disagrees.
 
-The machine may be shared, so each point is measured ``--repeats`` times, alternating
-the two timers; every run is printed, and the point passes when the medians of the
-repeated runs agree.
+The machine may be shared, and its load changes from minute to minute, so each point is
+measured ``--repeats`` times as back-to-back pairs (Timer, then archstat); every run is
+printed, and the point's difference is the median over pairs of archstat / Timer - 1,
+so that a burst of load that hits one pair does not decide the result.
 
     python benchmarks/bench_harness.py --models googlenet,vgg16 --batch-sizes 1 --threads 2
 """
@@ -18,6 +19,8 @@ repeated runs agree.
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -54,17 +57,19 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timing")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tolerance", type=float, default=0.10)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     lines = [
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average "
+        f"{os.getloadavg()[0]:.2f} at start, {os.cpu_count()} CPUs; "
         f"torch {torch.__version__}, CPU, {args.threads} threads, min time "
         f"{args.min_time} s per timing, {args.repeats} alternating repeats, float32",
         "",
-        "| model | batch | archstat median ms (runs) | Timer median ms (runs) | "
-        "difference | within tolerance |",
+        "| model | batch | archstat median ms, per run | Timer median ms, per run | "
+        "difference (median of pairs) | within tolerance |",
         "|---|---:|---|---|---:|---|",
     ]
     failed = 0
@@ -74,13 +79,12 @@ def main() -> int:
             for _ in range(args.repeats):
                 theirs.append(torch_timer_median_ms(name, batch, args.threads, args.min_time))
                 ours.append(harness_median_ms(name, batch, args.threads, args.min_time))
-            a, b = statistics.median(ours), statistics.median(theirs)
-            diff = a / b - 1
+            diff = statistics.median(a / b - 1 for a, b in zip(ours, theirs, strict=True))
             ok = abs(diff) <= args.tolerance
             failed += not ok
             runs = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
-            lines.append(f"| {name} | {batch} | {a:.2f} ({runs(ours)}) | {b:.2f} "
-                         f"({runs(theirs)}) | {diff:+.1%} | {'yes' if ok else 'NO'} |")
+            lines.append(f"| {name} | {batch} | {runs(ours)} | {runs(theirs)} | "
+                         f"{diff:+.1%} | {'yes' if ok else 'NO'} |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print("\n" + text)

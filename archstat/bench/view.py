@@ -24,7 +24,9 @@ def _num(digits: int) -> Callable[[Any], str]:
 
 
 def _ratio(value: Any) -> str:
-    return "" if value is None else f"{value:.2f}x"
+    if value is None:
+        return ""
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3g}x"  # 3.03x, 0.00352x
 
 
 def _opt(fmt: Callable[[Any], str]) -> Callable[[Any], str]:
