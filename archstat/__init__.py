@@ -19,7 +19,10 @@ from archstat.errors import ArchstatError
 
 _LAZY = {
     "analyze": "archstat.analysis",
+    "assert_within_budget": "archstat.check",
     "Analysis": "archstat.analysis",
+    "bottleneck": "archstat.savings",
+    "BottleneckReport": "archstat.savings",
     "CONVENTIONS": "archstat.conventions",
     "Convention": "archstat.conventions",
     "get_model": "archstat.zoo",

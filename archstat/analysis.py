@@ -12,7 +12,7 @@ Units, everywhere in this module:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -60,18 +60,13 @@ class Analysis:
 
     def at_depth(self, depth: int) -> Analysis:
         """The same analysis with records aggregated to module-path depth ``depth``."""
-        return Analysis(
-            self.model, self.input_shape, self.batch, self.convention, self.dtype,
-            aggregate(self.layers, depth, self.module_types), self.unhandled,
-            self.module_types, self.trace,
-        )
+        return replace(self, layers=aggregate(self.layers, depth, self.module_types))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: model, input_shape, batch, convention, totals, layers, unhandled."""
         return {
             "model": self.model,
-            "input_shape": [list(s) for s in self.input_shape]
-            if len(self.input_shape) != 1 else list(self.input_shape[0]),
+            "input_shape": render.input_shapes(self.input_shape),
             "batch": self.batch,
             "convention": self.convention,
             "dtype": self.dtype,

@@ -10,12 +10,12 @@ from archstat.zoo import get_model_info, list_models
 def zoo_table() -> pd.DataFrame:
     """One row per zoo model: name, family, default input (CxHxW), parameter count of the
     model as built (on the meta device, so nothing is allocated), source."""
-    import torch
+    from archstat.metakernels import fast_meta_build
 
     rows = []
     for name in list_models():
         info = get_model_info(name)
-        with torch.device("meta"):
+        with fast_meta_build():
             model = info.builder()
         rows.append({
             "model": name,

@@ -35,6 +35,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def input_shapes(shapes: Sequence[Sequence[int]]) -> list[Any]:
+    """Input shapes for JSON: ``[3, 224, 224]`` for one input, a list of lists for several."""
+    return list(shapes[0]) if len(shapes) == 1 else [list(s) for s in shapes]
+
+
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of a DataFrame as plain dicts (ints stay ints, shapes become lists)."""
     return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
@@ -109,15 +114,16 @@ def display_rows(
     return header, rows
 
 
+def _numeric_column(rows: Sequence[Sequence[str]], i: int) -> bool:
+    """Whether every non-empty cell of column ``i`` reads as a (signed) number."""
+    cells = [r[i].lstrip("+-") for r in rows if r[i]]
+    return bool(cells) and all(c[:1].isdigit() for c in cells)
+
+
 def to_markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table; numeric-looking columns are right-aligned."""
     rows = [list(r) for r in rows]
-
-    def numeric(i: int) -> bool:
-        cells = [r[i] for r in rows if r[i]]
-        return bool(cells) and all(c[:1].isdigit() or c[:1] == "-" for c in cells)
-
-    align = ["---:" if numeric(i) else "---" for i in range(len(header))]
+    align = ["---:" if _numeric_column(rows, i) else "---" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -136,8 +142,7 @@ def rich_table(
     rows = [list(r) for r in rows]
     table = Table(title=title, caption=caption, show_lines=False, header_style="bold")
     for i, name in enumerate(header):
-        cells = [r[i] for r in rows if r[i]]
-        is_num = bool(cells) and all(c[:1].isdigit() for c in cells)
+        is_num = _numeric_column(rows, i)
         table.add_column(name, justify="right" if is_num else "left", no_wrap=is_num)
     for row in rows:
         table.add_row(*row)
@@ -192,3 +197,80 @@ def unhandled_summary(analysis: Any) -> str | None:
     parts = [f"{r.op} ({r.calls} calls in {r.modules})" for r in analysis.unhandled.itertuples()]
     return (f"{len(parts)} op(s) did work that the '{analysis.convention}' convention has no "
             f"formula for, counted as 0: " + "; ".join(parts))
+
+
+# -- archstat bottleneck ------------------------------------------------------------------
+
+
+def saving(ratio: float) -> str:
+    """A saving ratio (alternative / built) as ``9.68x (89.7%)``: times cheaper, and the
+    share of the alternative's cost saved (negative when the built layers cost more)."""
+    return f"{ratio:.3g}x ({1 - 1 / ratio:.1%})"
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}"
+
+
+# table -> (title, {column: (display name, formatter or None)}), in display order
+_BOTTLENECK_TABLES: dict[str, tuple[str, dict[str, tuple[str, Formatter | None]]]] = {
+    "pairs": ("1x1 reduce -> kxk pairs vs the kxk on the 1x1's input", {
+        "location": ("pair (1x1 -> kxk)", None), "input_shape": ("input", None),
+        "in_channels": ("C_in", None), "reduced_channels": ("reduced", None),
+        "out_channels": ("C_out", None), "kernel": ("kernel", None),
+        "macs": ("macs", human), "direct_macs": ("direct macs", human),
+        "macs_saving_ratio": ("macs saving", saving), "params": ("params", human),
+        "direct_params": ("direct params", human),
+        "params_saving_ratio": ("params saving", saving),
+    }),
+    "modules": ("modules vs naive inception (Figure 2(a)) or basic block", {
+        "module": ("module", None), "kind": ("kind", None), "input_shape": ("input", None),
+        "in_channels": ("C_in", None), "out_channels": ("C_out", None),
+        "naive_out_channels": ("naive C_out", None), "macs": ("conv macs", human),
+        "naive_macs": ("naive macs", human), "macs_saving_ratio": ("macs saving", saving),
+        "params": ("conv params", human), "naive_params": ("naive params", human),
+        "params_saving_ratio": ("params saving", saving),
+    }),
+    "lecture": ("blocks in MACs / (H W C^2), C the 3x3's width", {
+        "module": ("module", None), "width": ("C", None), "output_size": ("HxW", None),
+        "macs_hwc2": ("bottleneck block", _g),
+        "basic_macs_hwc2": ("basic block at width C", _g),
+    }),
+    "network": ("network vs naive", {
+        "model": ("model", None), "variant": ("variant", None), "macs": ("macs", human),
+        "params": ("params", human),
+    }),
+}
+
+
+def bottleneck_view(report: Any) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of each non-empty table of a BottleneckReport, human units."""
+    shapes = ", ".join(shape_str(s) for s in report.input_shape)
+    views = []
+    for name, frame in report.tables.items():
+        if frame.empty:
+            continue
+        title, columns = _BOTTLENECK_TABLES[name]
+        shown = frame[list(columns)].rename(columns={k: v[0] for k, v in columns.items()})
+        if "module" in shown:
+            shown = shown.assign(module=shown["module"].replace("", "(root)"))
+        header, rows = display_rows(shown, {v[0]: v[1] for v in columns.values() if v[1]})
+        views.append((f"{report.model}  input {shapes}  batch {report.batch}: {title}",
+                      header, rows))
+    return views
+
+
+def render_bottleneck(report: Any, fmt: str) -> Any:
+    """A BottleneckReport in one of FORMATS: rich tables for ``table``, text otherwise
+    (``csv`` needs a single level)."""
+    if fmt == "csv":
+        return report.to_csv()
+    if fmt == "json":
+        return report.to_json()
+    views = bottleneck_view(report)
+    if fmt == "markdown":
+        return "\n".join(f"**{title}**\n\n{to_markdown(header, rows)}"
+                         for title, header, rows in views)
+    from rich.console import Group
+
+    return Group(*(rich_table(header, rows, title=title) for title, header, rows in views))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from archstat.errors import ArchstatError
+from archstat.metakernels import fast_meta_build
 from archstat.zoo import get_model_info
 
 #: Input shape (without batch) assumed for a model that is not in the zoo.
@@ -33,9 +34,9 @@ class ResolvedModel:
 
 def _build_on(builder: Callable[[], Any], what: str, device: str = "meta") -> nn.Module:
     try:
-        with torch.device(device):
+        with fast_meta_build() if device == "meta" else torch.device(device):
             model = builder()
-    except (ArchstatError, ImportError):
+    except ArchstatError:
         raise
     except Exception:
         try:

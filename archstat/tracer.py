@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
 from archstat.errors import ArchstatError
+from archstat.metakernels import run_meta, tensors_in
 from archstat.ops import OpEvent, op_kind, shapes_of
 
 # Ops that only ask about metadata; FlopCounterMode skips the same set.
@@ -84,8 +85,7 @@ class Trace:
     output: Any  # the model's output, meta tensors
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    return [t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+_tensors = tensors_in
 
 
 def _first_shape(value: Any) -> tuple[int, ...] | None:
@@ -191,6 +191,14 @@ class _Recorder(TorchDispatchMode):
         return len(self.records) - 1
 
     # -- dispatch -----------------------------------------------------------------
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps __torch_dispatch__ in torch._disable_dynamo, whose first
+        # call imports torch._dynamo (0.7 s a process) only to keep torch.compile from
+        # tracing into the mode; archstat never runs under torch.compile. This is the
+        # opt-out torch's TorchDispatchMode._should_skip_dynamo docstring describes.
+        return False
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
         kwargs = kwargs or {}
         if func in _METADATA_OPS:
@@ -203,7 +211,7 @@ class _Recorder(TorchDispatchMode):
             if decomposed is not NotImplemented:
                 return decomposed
         in_serials = self.serials((args, kwargs))
-        out = func(*args, **kwargs)
+        out = run_meta(func, args, kwargs)
         if self.stack:
             frame = self.stack[-1]
             if frame.record is None:

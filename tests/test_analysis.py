@@ -177,3 +177,16 @@ def test_trace_records_data_flow_and_aliasing() -> None:
     flatten = t.events[records[""].events[0]]
     base, view = t.tensors[flatten.inputs[0]], t.tensors[flatten.outputs[0]]
     assert base.storage == view.storage and base.nbytes == view.nbytes == 512 * 4
+
+
+@pytest.mark.parametrize("spec", ["torchvision:resnet50", "timm:resnet50"])
+def test_hub_specs_say_which_package_is_missing(spec) -> None:
+    import importlib.util
+
+    package = spec.split(":")[0]
+    if importlib.util.find_spec(package) is not None:
+        result = archstat.analyze(spec)  # installed here: it must simply work
+        assert result.totals["params"] > 0
+    else:
+        with pytest.raises(ArchstatError, match=f"needs the {package} package"):
+            archstat.analyze(spec)

@@ -112,3 +112,13 @@ def test_version_and_fast_help_without_torch() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "analyze" in proc.stdout
     assert invoke("--version").output.startswith("archstat ")
+
+
+def test_builder_with_a_missing_import_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "needs_missing.py").write_text(
+        "def build():\n    import no_such_package_here\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["analyze", "needs_missing:build"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no_such_package_here" in err

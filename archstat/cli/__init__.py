@@ -14,6 +14,9 @@ import typer
 from archstat._version import __version__
 from archstat.cli import analyze as _analyze
 from archstat.cli import bench as _bench
+from archstat.cli import bottleneck as _bottleneck
+from archstat.cli import check as _check
+from archstat.cli import snapshot as _snapshot
 
 app = typer.Typer(
     name="archstat",
@@ -43,6 +46,11 @@ def _root(
 
 app.command("zoo")(_analyze.zoo)
 app.command("analyze")(_analyze.analyze)
+app.command("bottleneck")(_bottleneck.bottleneck)
+app.command("check")(_check.check)
+app.command("budget")(_check.budget)
+app.command("snapshot")(_snapshot.snapshot)
+app.command("diff")(_snapshot.diff)
 app.command("bench")(_bench.bench)
 
 

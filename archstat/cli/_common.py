@@ -14,6 +14,9 @@ from archstat.errors import ArchstatError
 
 FORMATS = ("table", "csv", "json", "markdown")
 
+ModelArg = Annotated[
+    str, typer.Argument(help="Zoo name, package.module:callable, torchvision:NAME or timm:NAME.")
+]
 InputOpt = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", help="Input shape without batch, e.g. 3x224x224; "
@@ -35,12 +38,18 @@ OutputOpt = Annotated[
 _SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown"}
 
 
-def resolve_format(fmt: str, output: Path | None) -> str:
-    """The output format: ``--format``, or the suffix of ``-o`` when --format is table."""
-    if fmt not in FORMATS:
-        raise ArchstatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+def resolve_format(
+    fmt: str,
+    output: Path | None,
+    formats: tuple[str, ...] = FORMATS,
+    suffixes: dict[str, str] | None = None,
+) -> str:
+    """The output format: ``--format``, or the suffix of ``-o`` when --format is table.
+    A command with other formats passes its own ``formats`` and suffix table."""
+    if fmt not in formats:
+        raise ArchstatError(f"unknown format {fmt!r}; choose one of {', '.join(formats)}")
     if fmt == "table" and output is not None:
-        return _SUFFIX_FORMATS.get(output.suffix.lower(), "table")
+        return (suffixes or _SUFFIX_FORMATS).get(output.suffix.lower(), "table")
     return fmt
 
 
@@ -81,11 +90,21 @@ def warn(message: str) -> None:
     typer.echo(f"archstat: warning: {message}", err=True)
 
 
+def note(message: str) -> None:
+    """An explanation (say, of an empty result) that is not a problem: one line on stderr."""
+    typer.echo(f"archstat: note: {message}", err=True)
+
+
+def error(message: str) -> None:
+    """One error line on stderr (the command decides the exit code)."""
+    typer.echo(f"archstat: error: {message}", err=True)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the library's ArchstatError into one line on stderr and exit code 2."""
     try:
         yield
     except ArchstatError as exc:
-        typer.echo(f"archstat: error: {exc}", err=True)
+        error(str(exc))
         raise typer.Exit(2) from None

@@ -12,6 +12,7 @@ from archstat.cli._common import (
     DtypeOpt,
     FormatOpt,
     InputOpt,
+    ModelArg,
     OutputOpt,
     emit,
     resolve_format,
@@ -43,8 +44,7 @@ def zoo(
 
 
 def analyze(
-    model: Annotated[str, typer.Argument(help="Zoo name, package.module:callable, "
-                                         "torchvision:NAME or timm:NAME.")],
+    model: ModelArg,
     input: InputOpt = None,
     batch: BatchOpt = 1,
     convention: ConventionOpt = "macs",

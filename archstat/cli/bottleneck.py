@@ -1,0 +1,46 @@
+"""``archstat bottleneck``: what each 1x1 bottleneck of a model saves."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from archstat.cli._common import (
+    BatchOpt,
+    FormatOpt,
+    InputOpt,
+    ModelArg,
+    OutputOpt,
+    emit,
+    note,
+    resolve_format,
+    user_errors,
+)
+
+LevelOpt = Annotated[
+    str, typer.Option("--level", "-l", help="pair, module, network or all (csv: one level).")
+]
+
+
+def bottleneck(
+    model: ModelArg,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    level: LevelOpt = "all",
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+) -> None:
+    """MACs and params each 1x1 bottleneck of MODEL saves: 1x1 reduce -> kxk pairs,
+    inception modules and residual blocks against their naive forms, and the whole
+    network rebuilt without them."""
+    import archstat
+    from archstat import render
+
+    with user_errors():
+        fmt = resolve_format(fmt, output)
+        report = archstat.bottleneck(model, input_shape=input or None, batch=batch, level=level)
+        content = render.render_bottleneck(report, fmt)
+        for line in report.notes:
+            note(line)
+        emit(content, output)

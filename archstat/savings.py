@@ -1,0 +1,186 @@
+"""``archstat.bottleneck``: what each 1x1 bottleneck of a model saves, at three levels.
+
+* ``pair``: every 1x1 reduce -> kxk convolution pair against the kxk convolution
+  applied straight to the 1x1's input (:mod:`archstat.reductions`).
+* ``module``: every inception module against the naive module of Szegedy et al. 2014
+  Figure 2(a), every residual bottleneck block against a basic block at its width, and
+  the lecture's view of those blocks in units of H W C^2.
+* ``network``: the whole network, traced again with every inception module naive or
+  every bottleneck replaced by a basic block (:mod:`archstat.counterfactual`), against
+  the real one, both counted by :func:`archstat.analyze` on the meta device.
+
+Units: ``macs`` are multiply-accumulates under the ``macs`` convention (one fused
+multiply-add is 1; at pair and module level, convolutions only; at network level, the
+whole model: convolutions and the classifier) for the traced batch; ``params`` are
+weight + bias elements (at pair and module level of the convolutions concerned, at
+network level every parameter the forward pass uses). A ``*_saving_ratio`` is the
+counterpart's figure over the built one (9.68: the built layers cost 9.68 times less).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from archstat import render
+from archstat.analysis import Analysis, analyze
+from archstat.counterfactual import COUNTERFACTUALS
+from archstat.dataflow import DataFlow
+from archstat.errors import ArchstatError, did_you_mean
+from archstat.reductions import convolutions, links, module_rows, pair_row
+
+LEVELS = ("pair", "module", "network", "all")
+
+PAIR_COLUMNS = [
+    "location", "input_shape", "in_channels", "reduced_channels", "out_channels", "kernel",
+    "macs", "params", "direct_macs", "direct_params", "macs_saving_ratio",
+    "params_saving_ratio",
+]
+MODULE_COLUMNS = [
+    "module", "kind", "input_shape", "in_channels", "out_channels", "naive_out_channels",
+    "macs", "naive_macs", "params", "naive_params", "macs_saving_ratio", "params_saving_ratio",
+]
+LECTURE_COLUMNS = ["module", "width", "output_size", "macs_hwc2", "basic_macs_hwc2"]
+NETWORK_COLUMNS = ["model", "variant", "macs", "params"]
+
+# The table behind each level (the module level also carries the lecture view).
+_TABLES = {"pair": ("pairs",), "module": ("modules", "lecture"), "network": ("network",)}
+_COLUMNS = {"pairs": PAIR_COLUMNS, "modules": MODULE_COLUMNS, "lecture": LECTURE_COLUMNS,
+            "network": NETWORK_COLUMNS}
+
+
+@dataclass
+class BottleneckReport:
+    """The result of :func:`bottleneck`: one DataFrame per table of the requested level
+    (None for the tables of other levels).
+
+    ``pairs``, ``modules`` and ``network`` have the columns PAIR_COLUMNS, MODULE_COLUMNS
+    and NETWORK_COLUMNS; ``lecture`` (LECTURE_COLUMNS, module level) shows the residual
+    bottleneck blocks in units of H W C^2 (C the 3x3's input width, HxW its output size,
+    per image). ``notes`` are one-line explanations of empty tables.
+    """
+
+    model: str
+    input_shape: list[tuple[int, ...]]
+    batch: int
+    level: str
+    pairs: pd.DataFrame | None = None
+    modules: pd.DataFrame | None = None
+    lecture: pd.DataFrame | None = None
+    network: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The computed tables by name, in the order pairs, modules, lecture, network."""
+        frames = {name: getattr(self, name) for name in _COLUMNS}
+        return {name: frame for name, frame in frames.items() if frame is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: model, input_shape, batch, convention, each table's rows, notes."""
+        return {
+            "model": self.model,
+            "input_shape": render.input_shapes(self.input_shape),
+            "batch": self.batch,
+            "convention": "macs",
+            **{name: render.records(frame) for name, frame in self.tables.items()},
+            "notes": list(self.notes),
+        }
+
+    def to_json(self) -> str:
+        return render.to_json(self.to_dict())
+
+    def to_csv(self, level: str | None = None) -> str:
+        """One level's table as CSV (the module level gives the modules table); ``level``
+        defaults to the report's own, which must then not be ``all``."""
+        level = level or self.level
+        if level == "all":
+            raise ArchstatError("CSV holds one table: choose --level pair, module or network")
+        name = _TABLES[_levels(level)[0]][0]
+        if name not in self.tables:
+            raise ArchstatError(f"this report was made at level {self.level!r}, not {level!r}")
+        return render.to_csv(self.tables[name])
+
+
+def _levels(level: str) -> tuple[str, ...]:
+    if level not in LEVELS:
+        raise ArchstatError(
+            f"unknown level {level!r}{did_you_mean(level, LEVELS)}; choose one of "
+            f"{', '.join(LEVELS)}"
+        )
+    return LEVELS[:3] if level == "all" else (level,)
+
+
+def _frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=_COLUMNS[name])
+
+
+def _network_rows(
+    actual: Analysis, model: str | nn.Module, config: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """The real network and its counterfactual, both through analyze() on the meta device;
+    None when archstat has no counterfactual builder for ``model``."""
+    builder = COUNTERFACTUALS.get(model) if isinstance(model, str) else None
+    if builder is None:
+        return None
+    with torch.device("meta"):
+        naive_module = builder(**config)
+    naive = analyze(naive_module, input_shape=actual.input_shape, batch=actual.batch,
+                    convention="macs")
+    return [
+        {"model": actual.model, "variant": variant, "macs": result.totals["flops"],
+         "params": result.totals["params"]}
+        for variant, result in (("actual", actual), ("naive", naive))
+    ]
+
+
+def bottleneck(
+    model: str | nn.Module,
+    input_shape: str | Sequence[int] | Sequence[Sequence[int]] | None = None,
+    batch: int = 1,
+    level: str = "all",
+    **config: Any,
+) -> BottleneckReport:
+    """Measure what every 1x1 bottleneck of ``model`` saves (see the module docstring
+    for the levels, the counterparts and the units).
+
+    ``model``, ``input_shape``, ``batch`` and ``config`` are as for :func:`analyze`;
+    ``level`` is ``pair``, ``module``, ``network`` or ``all``. The network level needs
+    a counterfactual builder, which exists for the zoo's googlenet, googlenet_tv and
+    bottleneck ResNets (:data:`archstat.counterfactual.COUNTERFACTUALS`). A model with
+    no 1x1 bottleneck gets empty tables and one note saying so.
+    """
+    levels = _levels(level)
+    actual = analyze(model, input_shape=input_shape, batch=batch, convention="macs", **config)
+    flow = DataFlow(actual.trace)
+    convs = convolutions(flow)
+    found = links(flow, convs)
+    pairs = [link for link in found if link.is_pair]
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for lv in levels for name in _TABLES[lv]}
+    notes = []
+    if not pairs:
+        notes.append(f"{actual.model} has no 1x1 bottleneck: no 1x1 stride-1 convolution "
+                     "feeds a kxk convolution, so there is nothing to compare")
+    else:
+        if "pair" in levels:
+            rows["pairs"] = [pair_row(link, flow) for link in pairs]
+        if "module" in levels:
+            rows["modules"], rows["lecture"] = module_rows(flow, convs, found)
+            if not rows["modules"]:
+                notes.append(f"{actual.model} has no inception module (branches concatenated) "
+                             "or residual block (output added to its input) with a 1x1 "
+                             "reduction in it")
+        if "network" in levels:
+            rows["network"] = _network_rows(actual, model, config) or []
+            if not rows["network"]:
+                notes.append(f"no whole-network counterfactual for {actual.model}; there is "
+                             f"one for {', '.join(COUNTERFACTUALS)}")
+    return BottleneckReport(
+        model=actual.model, input_shape=actual.input_shape, batch=actual.batch, level=level,
+        notes=notes, **{name: _frame(name, r) for name, r in rows.items()},
+    )
