@@ -284,7 +284,7 @@ def _point(model: _Model, runner: Callable[..., Any] | None, batch: int, timer: 
         measured = None
     if measured is None:  # the exception and the tensors its frames held are gone now
         _release(model.device)
-        return {**row, "note": note}, None
+        return _rounded({**row, "note": note}), None
     row.update(point_stats(measured, batch, flops, peak), compile_s=compile_s)
     layers = None
     if timing is not None:
