@@ -13,6 +13,7 @@ import typer
 
 from archstat._version import __version__
 from archstat.cli import analyze as _analyze
+from archstat.cli import bench as _bench
 from archstat.cli import bottleneck as _bottleneck
 from archstat.cli import check as _check
 from archstat.cli import compare as _compare
@@ -56,6 +57,7 @@ app.command("check")(_check.check)
 app.command("budget")(_check.budget)
 app.command("snapshot")(_snapshot.snapshot)
 app.command("diff")(_snapshot.diff)
+app.command("bench")(_bench.bench)
 
 
 def main(argv: list[str] | None = None) -> int:
