@@ -66,14 +66,20 @@ class Analysis:
         """The same analysis with records aggregated to module-path depth ``depth``."""
         return replace(self, layers=aggregate(self.layers, depth, self.module_types))
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: model, input_shape, batch, convention, totals, layers, unhandled."""
+    def header(self) -> dict[str, Any]:
+        """What was analysed: model, input_shape, batch, convention, dtype (JSON-ready)."""
         return {
             "model": self.model,
             "input_shape": render.input_shapes(self.input_shape),
             "batch": self.batch,
             "convention": self.convention,
             "dtype": self.dtype,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: model, input_shape, batch, convention, totals, layers, unhandled."""
+        return {
+            **self.header(),
             "totals": self.totals,
             "layers": render.records(self.layers),
             "unhandled": render.records(self.unhandled),

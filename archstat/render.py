@@ -12,6 +12,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -124,6 +125,7 @@ def to_markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table; numeric-looking columns are right-aligned."""
     rows = [list(r) for r in rows]
     align = ["---:" if _numeric_column(rows, i) else "---" for i in range(len(header))]
+    header = [h.replace("\n", " ") for h in header]  # a two-line rich header is one here
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -135,21 +137,128 @@ def rich_table(
     title: str | None = None,
     footer: Sequence[str] | None = None,
     caption: str | None = None,
+    bold_rows: Iterable[int] = (),
 ) -> Any:
     """A rich ``Table`` (returned, not printed); an optional totals row goes last."""
     from rich.table import Table
 
     rows = [list(r) for r in rows]
+    bold = set(bold_rows)
     table = Table(title=title, caption=caption, show_lines=False, header_style="bold")
     for i, name in enumerate(header):
         is_num = _numeric_column(rows, i)
-        table.add_column(name, justify="right" if is_num else "left", no_wrap=is_num)
-    for row in rows:
-        table.add_row(*row)
+        # The first column names the row: never wrap it.
+        table.add_column(name, justify="right" if is_num else "left", no_wrap=is_num or not i)
+    for index, row in enumerate(rows):
+        table.add_row(*row, style="bold" if index in bold else None)
     if footer is not None:
         table.add_section()
         table.add_row(*footer, style="bold")
     return table
+
+
+@dataclass
+class Table:
+    """A result table ready for every format.
+
+    ``frame`` holds the exact values that CSV and JSON carry; ``formats`` (column ->
+    formatter) and ``headers`` (column -> display name) say how the terminal and Markdown
+    show them; ``footer`` is a totals row of display strings; ``notes`` are lines printed
+    under the table and listed in JSON; ``groups`` names, per row, the module the terminal
+    groups that row under (None: not grouped); ``meta`` leads the JSON object and ``key``
+    names its rows there; ``csv_columns``, when given, are the columns CSV carries, in
+    that order (JSON and the terminal show every column); ``paired`` maps a column to a
+    second one that the terminal shows in parentheses in the same cell (a ratio beside
+    its figure) instead of in a column of its own.
+    """
+
+    frame: pd.DataFrame
+    title: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    formats: Mapping[str, Formatter] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    footer: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    groups: list[str | None] | None = None
+    key: str = "rows"
+    csv_columns: list[str] | None = None
+    paired: Mapping[str, str] = field(default_factory=dict)
+
+
+def _grouped(rows: list[list[str]], groups: list[str | None]) -> tuple[list[list[str]], list[int]]:
+    """Rows with a header row before each group; grouped rows are named relative to it."""
+    out: list[list[str]] = []
+    headers: list[int] = []
+    current = None
+    for row, group in zip(rows, groups, strict=True):
+        if group is not None and group != current:
+            headers.append(len(out))
+            out.append([group] + [""] * (len(row) - 1))
+        current = group
+        if group is not None:
+            row = ["  " + row[0].removeprefix(group + "."), *row[1:]]
+        out.append(row)
+    return out, headers
+
+
+def _pair_cells(header: list[str], row: list[str], paired: Mapping[str, str]) -> list[str]:
+    cells = dict(zip(header, row, strict=True))
+    out = []
+    for name in header:
+        if name in paired.values():
+            continue
+        second = cells.get(paired.get(name, ""), "")
+        out.append(f"{cells[name]} ({second})" if second else cells[name])
+    return out
+
+
+def table_view(table: Table) -> tuple[list[str], list[list[str]], list[int]]:
+    """Display header, rows (group header rows inserted) and the indices of group rows."""
+    header, rows = display_rows(table.frame, table.formats)
+    if table.paired:
+        rows = [_pair_cells(header, row, table.paired) for row in rows]
+        header = [h for h in header if h not in table.paired.values()]
+    header = [table.headers.get(h, h) for h in header]
+    if table.groups is None:
+        return header, rows, []
+    rows, group_rows = _grouped(rows, table.groups)
+    return header, rows, group_rows
+
+
+def render_tables(tables: Sequence[Table], fmt: str) -> Any:
+    """Tables in one of FORMATS: CSV carries the first table only, JSON all of them under
+    their keys (with the first table's meta and everyone's notes), Markdown and the
+    terminal show them one after the other with their notes."""
+    if fmt == "csv":
+        first = tables[0]
+        return to_csv(first.frame[first.csv_columns or list(first.frame.columns)])
+    notes = [note for table in tables for note in table.notes]
+    if fmt == "json":
+        data = dict(tables[0].meta)
+        for table in tables:
+            data[table.key] = records(table.frame)
+        return to_json({**data, "notes": notes})
+    parts: list[Any] = []
+    for table in tables:
+        header, rows, group_rows = table_view(table)
+        if fmt == "markdown":
+            footer = [table.footer] if table.footer else []
+            parts.append(f"**{table.title}**\n\n" + to_markdown(header, [*rows, *footer]))
+        else:
+            parts.append(rich_table(header, rows, title=table.title, footer=table.footer,
+                                    bold_rows=group_rows))
+    if fmt == "markdown":
+        return "\n".join(parts) + "".join(f"\n- {note}" for note in notes) + ("\n" if notes
+                                                                              else "")
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(*parts, *(Text(note) for note in notes))
+
+
+def render_table(table: Table, fmt: str) -> Any:
+    """One Table in one of FORMATS (see render_tables)."""
+    return render_tables([table], fmt)
 
 
 _LAYER_DISPLAY = {

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from archstat.errors import ArchstatError
@@ -31,15 +32,17 @@ class ResolvedModel:
     from_zoo: bool = False
 
 
-def _build_on_meta(builder: Callable[[], Any], what: str) -> nn.Module:
+def _build_on(builder: Callable[[], Any], what: str, device: str = "meta") -> nn.Module:
     try:
-        with fast_meta_build():
+        with fast_meta_build() if device == "meta" else torch.device(device):
             model = builder()
     except ArchstatError:
         raise
     except Exception:
         try:
             model = builder()
+            if isinstance(model, nn.Module) and device != "meta":
+                model = model.to(device)
         except Exception as exc:
             raise ArchstatError(f"building {what} failed: {exc}") from exc
     if not isinstance(model, nn.Module):
@@ -83,8 +86,13 @@ def _hub_builder(package: str, name: str) -> Callable[[], Any]:
         ) from None
 
 
-def resolve_model(model: str | nn.Module, **config: Any) -> ResolvedModel:
-    """Resolve a model argument. ``config`` goes to a zoo builder (e.g. ``aux=True``)."""
+def resolve_model(model: str | nn.Module, *, device: str = "meta", **config: Any) -> ResolvedModel:
+    """Resolve a model argument. ``config`` goes to a zoo builder (e.g. ``aux=True``).
+
+    Models named by string are built on ``device``: ``meta`` (the default: nothing is
+    allocated) for analysis, a real device for benchmarking (real, randomly initialised
+    weights). An ``nn.Module`` is passed through as it is.
+    """
     if isinstance(model, nn.Module):
         return ResolvedModel(model, type(model).__name__, DEFAULT_INPUT_SHAPE)
     if not isinstance(model, str) or not model.strip():
@@ -93,7 +101,7 @@ def resolve_model(model: str | nn.Module, **config: Any) -> ResolvedModel:
     package, sep, name = spec.partition(":")
     if not sep:
         info = get_model_info(spec)
-        module = _build_on_meta(lambda: info.builder(**config), spec)
+        module = _build_on(lambda: info.builder(**config), spec, device)
         return ResolvedModel(module, spec, info.input_shape, from_zoo=True)
     if not package or not name:
         raise ArchstatError(f"malformed model spec {spec!r}; expected package.module:callable")
@@ -101,7 +109,7 @@ def resolve_model(model: str | nn.Module, **config: Any) -> ResolvedModel:
         builder = _hub_builder(package, name)
     else:
         builder = _import_attr(spec)
-    return ResolvedModel(_build_on_meta(builder, spec), spec, DEFAULT_INPUT_SHAPE)
+    return ResolvedModel(_build_on(builder, spec, device), spec, DEFAULT_INPUT_SHAPE)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

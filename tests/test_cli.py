@@ -122,3 +122,15 @@ def test_builder_with_a_missing_import_is_one_line(tmp_path, monkeypatch, capsys
     assert main(["analyze", "needs_missing:build"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no_such_package_here" in err
+
+
+def test_output_file_gets_the_usual_permissions(tmp_path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        target = tmp_path / "zoo.csv"
+        assert main(["zoo", "-o", str(target)]) == 0
+        assert target.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)

@@ -277,3 +277,23 @@ class Broken(nn.Module):
 def test_a_failing_backward_is_a_user_error() -> None:
     with pytest.raises(ArchstatError, match="the backward pass failed on meta: no backward"):
         estimate_memory(Broken(), input_shape=(4,), train=True)
+
+
+def test_plot_draws_live_memory_over_depth(tmp_path) -> None:
+    from archstat.lecture import lecture_table
+    from archstat.plot import LIVE_LABEL, live_kb
+
+    analysis = archstat.analyze("resnet18", convention="lecture")
+    frame = lecture_table(analysis).frame
+    values = live_kb(analysis)
+    assert len(values) == len(frame)
+    # a layer's output is still live after it, and the logits are all that is left
+    assert all(v >= m for v, m in zip(values, frame["memory_kb"], strict=True))
+    assert values[-1] == 1000 * F32 / 1024
+    # in layer1's second block: the stage's input (ResNet.forward holds it through
+    # layer1), the block's input and the conv's output, 64x56x56 each
+    assert values[list(frame["layer"]).index("layer1.1.conv1")] == 3 * 64 * 56 * 56 * F32 / 1024
+    memory_svg, params_svg = tmp_path / "memory.svg", tmp_path / "params.svg"
+    assert main(["plot", "resnet18", "-m", "memory", "-o", str(memory_svg)]) == 0
+    assert main(["plot", "resnet18", "-m", "params", "-o", str(params_svg)]) == 0
+    assert LIVE_LABEL in memory_svg.read_text() and LIVE_LABEL not in params_svg.read_text()

@@ -13,9 +13,13 @@ import typer
 
 from archstat._version import __version__
 from archstat.cli import analyze as _analyze
+from archstat.cli import bench as _bench
 from archstat.cli import bottleneck as _bottleneck
 from archstat.cli import check as _check
+from archstat.cli import compare as _compare
 from archstat.cli import memory as _memory
+from archstat.cli import plot as _plot
+from archstat.cli import report as _report
 from archstat.cli import snapshot as _snapshot
 
 app = typer.Typer(
@@ -46,11 +50,15 @@ def _root(
 
 app.command("zoo")(_analyze.zoo)
 app.command("analyze")(_analyze.analyze)
+app.command("compare")(_compare.compare)
+app.command("report")(_report.report)
+app.command("plot")(_plot.plot)
 app.command("bottleneck")(_bottleneck.bottleneck)
 app.command("check")(_check.check)
 app.command("budget")(_check.budget)
 app.command("snapshot")(_snapshot.snapshot)
 app.command("diff")(_snapshot.diff)
+app.command("bench")(_bench.bench)
 app.command("memory")(_memory.memory)
 
 

@@ -47,22 +47,27 @@ def analyze(
     model: ModelArg,
     input: InputOpt = None,
     batch: BatchOpt = 1,
-    convention: ConventionOpt = "macs",
+    convention: ConventionOpt = None,
     dtype: DtypeOpt = "float32",
     depth: Annotated[int | None, typer.Option("--depth", "-d",
                      help="Aggregate layers to this module-path depth.")] = None,
+    style: Annotated[str, typer.Option("--style", "-s", help="default (one row per "
+                     "record), lecture (EECS 498 Lecture 8 layout, lecture convention) or "
+                     "paper (the model's paper table, multiply-adds).")] = "default",
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
 ) -> None:
     """Per-layer parameters, activation memory and FLOPs of MODEL."""
     import archstat
     from archstat import render
+    from archstat.styles import render_styled, style_convention
 
     with user_errors():
         fmt = resolve_format(fmt, output)
+        convention = style_convention(style, convention, batch, dtype, depth)
         result = archstat.analyze(model, input_shape=input or None, batch=batch,
                                   convention=convention, dtype=dtype, depth=depth)
         note = render.unhandled_summary(result)
         if note:
             warn(note)
-        emit(render.render_analysis(result, fmt), output)
+        emit(render_styled(result, style, fmt), output)

@@ -1,0 +1,215 @@
+"""``archstat report``: the committed ``reports/`` directory, regenerated.
+
+The report set is data: :data:`REPORTS` lists one :class:`Report` per file, each with the
+function that builds its text from an analyser, a line on what it holds and the
+description of its columns. ``reports/README.md`` is generated from the same list, so a
+report added here (one entry) is written, documented and checked by the test that
+regenerates ``reports/`` and compares it byte for byte.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archstat import render
+from archstat.errors import ArchstatError
+from archstat.files import atomic_write
+
+#: ``analyzer(model, convention="macs")``: a memoised :func:`archstat.analyze` at the
+#: model's default input, batch 1, float32.
+Analyzer = Callable[..., Any]
+
+REPORT_MODELS = ("alexnet", "vgg16", "googlenet", "resnet50")
+
+LAYERS_DOC = """\
+One row per layer record, the default style of `archstat analyze` (convention `macs`).
+`name` module path ("" for the model's own functional code), `type` module class,
+`input_shape`/`output_shape` first input/output tensor (NxCxHxW), `params` elements of
+parameters the layer uses for the first time, `activation_bytes` bytes of its outputs
+(float32, batch 1), `flops` multiply-accumulates of conv/linear/matmul, `flops_<kind>` the
+same split by op kind (conv, linear, norm, pool, activation, elementwise),
+`unhandled_ops` ops that did work no formula counts, `ops` the aten ops it ran."""
+
+LECTURE_DOC = """\
+The EECS 498/598 Lecture 8 layout, per image (convention `lecture`: multiply-adds, and
+pooling at kernel area per output element). One row per conv, pool, fc or flatten layer;
+activations, norms, dropout, a module's cat or residual add fold into the row before.
+`layer` the lecture's name (conv1, pool1, ..., fc6) for a plain chain of layers, the
+module path otherwise; `in_channels`/`in_size`, `out_channels`/`out_size` channels (or
+features) and spatial side (blank for a vector, `HxW` when not square); `filters`,
+`kernel`, `stride`, `pad` the layer's geometry; `memory_kb` output elements x 4 bytes /
+1024; `params_k` weights + biases / 1000; `flop_m` count / 1e6. Full precision."""
+
+GOOGLENET_PAPER_DOC = """\
+Szegedy et al. 2014 Table 1, recomputed from the trace (convention `macs`). `type`,
+`patch_size_stride`, `output_size` (HxWxC), `depth` (conv/fc layers on the longest path
+through the row), `n1x1` ... `pool_proj` the filters of each inception branch, `params`
+conv and fc weights without biases (as the paper counts), `ops` multiply-adds. The paper
+prints conv1 as 2.7K params / 34M ops (the configuration gives 9,408 / 118,013,952), 4c as
+463K params (509,440) and 5a as 1072K / 54M (1,042,432 / 51,079,168); the file holds the
+recomputed figures."""
+
+RESNET_PAPER_DOC = """\
+He et al. 2015 Table 1, recomputed (convention `macs`): `layer_name` (conv1, conv2_x ...,
+head, total), `output_size`, `blocks` (the first block's main path times the block
+count), `params` (weights, biases, BatchNorm), `flops` multiply-adds. The paper prints
+3.8x10^9 for ResNet-50; torchvision's layout, which strides the 3x3 conv of a
+downsampling bottleneck, costs 4.09x10^9."""
+
+VGG_PAPER_DOC = """\
+Simonyan and Zisserman 2014 Table 1, configuration D, recomputed (convention `macs`):
+`layer` (conv3-64 ..., maxpool, FC-4096, soft-max, total), `output_size` (HxWxC),
+`params` weights and biases, `flops` multiply-adds."""
+
+COMPARE_DOC = """\
+Totals per model over its conv/pool/fc/flatten layers (convention `macs`, float32, batch
+1): `params`, `flops`, `activation_bytes` (every such layer's output once: the lecture's
+memory total), `max_layer_activation_bytes` (the largest), `layers` (conv and fc layers),
+and `params_ratio`, `flops_ratio`, `activation_ratio` to the first model."""
+
+STAGES_DOC = """\
+The per-stage breakdown of `archstat compare googlenet vgg16 --stages`: one row per output
+resolution (`stage`, the larger spatial side; fc layers count at 1) and, per model,
+`<model>_layers` (conv/fc), `<model>_params`, `<model>_flops` (macs),
+`<model>_activation_bytes`."""
+
+BOTTLENECK_DOC = """\
+`archstat bottleneck MODEL --level pair|module|network` (multiply-adds, batch 1; see the
+top-level README's bottleneck section). pairs: every 1x1 -> kxk pair (`location`,
+`input_shape`, `in_channels`, `reduced_channels`, `out_channels`, `kernel`, `macs` and
+`params` as built, `direct_macs`/`direct_params` of the kxk applied to the 1x1's input,
+`*_saving_ratio` = direct / built). modules: every inception module or residual block
+(`module`, `kind`, `input_shape`, channels, `macs`/`params` of its convolutions against
+`naive_macs`/`naive_params` of Figure 2(a) or a basic block). network: `model`,
+`variant` (`actual` or `naive`), `macs`, `params` of the whole network."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """One file of ``reports/``: its name, the function that builds its text, a line on
+    what it holds (with the input used) and the description of its columns."""
+
+    filename: str
+    build: Callable[[Analyzer], str]
+    about: str
+    columns: str
+
+
+def _input(model: str) -> str:
+    from archstat.zoo import get_model_info
+
+    return "x".join(map(str, get_model_info(model).input_shape))
+
+
+def _layers_csv(model: str) -> Callable[[Analyzer], str]:
+    return lambda analyzer: analyzer(model).to_csv()
+
+
+def _styled_csv(model: str, style: str, convention: str) -> Callable[[Analyzer], str]:
+    def build(analyzer: Analyzer) -> str:
+        from archstat.lecture import lecture_table
+        from archstat.paper import paper_table
+
+        table = (lecture_table if style == "lecture" else paper_table)(
+            analyzer(model, convention=convention))
+        return render.render_table(table, "csv")
+
+    return build
+
+
+def _bottleneck_csv(model: str, level: str) -> Callable[[Analyzer], str]:
+    def build(_analyzer: Analyzer) -> str:
+        from archstat.savings import bottleneck
+
+        return bottleneck(model, level=level).to_csv(level)
+
+    return build
+
+
+def _compare_csv(models: Sequence[str] | None, stages: bool = False) -> Callable[[Analyzer], str]:
+    def build(analyzer: Analyzer) -> str:
+        from archstat.compare import compare, comparison_tables
+        from archstat.zoo import list_models
+
+        result = compare([analyzer(m) for m in models or list_models()])
+        return render.render_tables(comparison_tables(result, stages_first=stages), "csv")
+
+    return build
+
+
+REPORTS: list[Report] = [
+    *(report for model in REPORT_MODELS for report in (
+        Report(f"{model}_layers.csv", _layers_csv(model),
+               f"{model} layer by layer, input {_input(model)}", LAYERS_DOC),
+        Report(f"{model}_lecture.csv", _styled_csv(model, "lecture", "lecture"),
+               f"{model} in the lecture's layout, input {_input(model)}", LECTURE_DOC),
+    )),
+    Report("googlenet_paper.csv", _styled_csv("googlenet", "paper", "macs"),
+           "GoogLeNet's Table 1, input 3x224x224", GOOGLENET_PAPER_DOC),
+    Report("resnet50_paper.csv", _styled_csv("resnet50", "paper", "macs"),
+           "ResNet-50's stage table, input 3x224x224", RESNET_PAPER_DOC),
+    Report("vgg16_paper.csv", _styled_csv("vgg16", "paper", "macs"),
+           "VGG-16's configuration column, input 3x224x224", VGG_PAPER_DOC),
+    Report("compare_googlenet_vgg16.csv", _compare_csv(["googlenet", "vgg16"]),
+           "googlenet and vgg16 side by side, input 3x224x224", COMPARE_DOC),
+    Report("compare_googlenet_vgg16_stages.csv", _compare_csv(["googlenet", "vgg16"], True),
+           "googlenet and vgg16 per output resolution, input 3x224x224", STAGES_DOC),
+    Report("compare_zoo.csv", _compare_csv(None),
+           "every zoo model, each at its zoo input (`archstat zoo` lists them); ratios to "
+           "alexnet",
+           COMPARE_DOC),
+    *(Report(f"{model}_bottleneck_{table}.csv", _bottleneck_csv(model, level),
+             f"{model}'s 1x1 bottlenecks, {level} level, input 3x224x224", BOTTLENECK_DOC)
+      for model in ("googlenet", "resnet50")
+      for level, table in (("pair", "pairs"), ("module", "modules"), ("network", "network"))),
+]
+
+
+def readme(reports: Sequence[Report] = REPORTS) -> str:
+    """reports/README.md: every file with what it holds, then every column set."""
+    lines = [
+        "# reports/",
+        "",
+        "Generated by `archstat report` (do not edit by hand: a test regenerates this",
+        "directory and fails on any difference). Batch 1, float32; each model at its zoo",
+        "input unless said otherwise. CSV carries exact integers and full-precision floats.",
+        "",
+        "| file | holds |",
+        "|---|---|",
+        *(f"| `{r.filename}` | {r.about} |" for r in reports),
+        "",
+        "## Columns",
+    ]
+    docs: dict[str, list[str]] = {}
+    for report in reports:
+        docs.setdefault(report.columns, []).append(report.filename)
+    for doc, files in docs.items():
+        lines += ["", ", ".join(f"`{f}`" for f in files) + ":", "", doc]
+    return "\n".join(lines) + "\n"
+
+
+def build_reports(reports: Sequence[Report] = REPORTS) -> dict[str, str]:
+    """File name -> text of every report, and README.md; each model analysed once."""
+    from archstat.analysis import analyze
+
+    @functools.cache
+    def analyzer(model: str, convention: str = "macs") -> Any:
+        return analyze(model, convention=convention)
+
+    files = {report.filename: report.build(analyzer) for report in reports}
+    return {**files, "README.md": readme(reports)}
+
+
+def write_reports(out: str | Path = "reports", reports: Sequence[Report] = REPORTS) -> list[Path]:
+    """Regenerate the reports into ``out`` (created if missing), each file atomically."""
+    directory = Path(out)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchstatError(f"cannot create report directory {str(directory)!r}: "
+                            f"{exc.strerror or exc}") from None
+    return [atomic_write(directory / name, text) for name, text in build_reports(reports).items()]

@@ -1,0 +1,163 @@
+"""`archstat compare`: totals with ratios, the per-stage breakdown and the cuts, checked
+against hand computation from the architectures (and the lecture's stem comparison)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import archstat
+from archstat.cli import app, main
+from archstat.compare import CSV_COLUMNS, compare, compare_models
+from archstat.zoo.vgg import cfgs as vgg_cfgs
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def headline():
+    return compare([archstat.analyze("googlenet"), archstat.analyze("vgg16")])
+
+
+def _vgg16_convs(until_side: int = 0):
+    """(params, macs, output elements) of VGG-16's convs and pools, from Table 1's column
+    D, down to (and including the pool that reaches) ``until_side``."""
+    params = macs = elements = 0
+    side, channels = 224, 3
+    for v in vgg_cfgs["D"]:
+        if v == "M":
+            side //= 2
+            elements += channels * side * side
+            if side == until_side:
+                break
+        else:
+            params += 9 * channels * v + v
+            macs += 9 * channels * v * side * side
+            elements += v * side * side
+            channels = v
+    return params, macs, elements
+
+
+def test_headline_totals_by_hand(headline) -> None:
+    rows = headline.totals.set_index("model")
+    g, v = rows.loc["googlenet"], rows.loc["vgg16"]
+    assert g.params == 6_998_552 and v.params == 138_357_544
+    assert v.flops == 15_470_264_320
+    assert v.params_ratio == 138_357_544 / 6_998_552  # 19.8x
+    assert v.flops_ratio == v.flops / g.flops
+    # conv/fc layers: 3 stem convs + 9 inception modules x 6 + 1 fc; depth 22 vs 16
+    assert (g.layers, g.depth, v.layers, v.depth) == (58, 22, 16, 16)
+    # the largest single output: conv1 (64x112x112) and conv1_2 (64x224x224), float32
+    assert g.max_layer_activation_bytes == 64 * 112 * 112 * 4
+    assert v.max_layer_activation_bytes == 64 * 224 * 224 * 4
+    _, _, elements = _vgg16_convs()
+    assert v.activation_bytes == 4 * (elements + 25088 + 4096 + 4096 + 1000)
+    assert v.activation_ratio == v.activation_bytes / g.activation_bytes
+
+
+def test_stages_partition_the_totals(headline) -> None:
+    stages = headline.stages.set_index("stage")
+    assert list(stages.index) == [224, 112, 56, 28, 14, 7, 1]
+    for model in ("googlenet", "vgg16"):
+        for metric in ("params", "flops", "activation_bytes", "layers"):
+            total = headline.totals.set_index("model").loc[model, metric]
+            assert stages[f"{model}_{metric}"].sum() == total, (model, metric)
+    # VGG-16's three fc layers hold 123.6M params at resolution 1; GoogLeNet's one 1.0M
+    assert stages.loc[1, "vgg16_params"] == 25088 * 4096 + 4096 + 4096 * 4096 + 4096 + 4097000
+    assert stages.loc[1, "googlenet_params"] == 1024 * 1000 + 1000
+    assert stages.loc[224, "googlenet_layers"] == 0 and stages.loc[224, "vgg16_layers"] == 2
+
+
+def test_findings_explain_the_gap(headline) -> None:
+    params, macs = headline.findings
+    assert "19.8x the params" in params and "3 fc layers hold 124M (89% of them)" in params
+    assert "1 fc layer holds 1.02M (15%)" in params
+    assert "down to 28x28" in macs.lower() and "19.5x" in macs
+
+
+def test_stem_comparison_until_28() -> None:
+    """The lecture's stem comparison, from 224 down to 28: GoogLeNet's conv 7x7/2, max
+    pool, conv 1x1, conv 3x3, max pool against VGG-16's first seven convs and 3 pools."""
+    result = compare_models(["googlenet", "vgg16"], until_resolution=28)
+    rows = result.totals.set_index("model")
+    g, v = rows.loc["googlenet"], rows.loc["vgg16"]
+    assert g.params == (7 * 7 * 3 * 64 + 64) + (64 * 64 + 64) + (9 * 64 * 192 + 192) == 124_416
+    assert g.flops == 64 * 112 * 112 * 147 + 64 * 56 * 56 * 64 + 192 * 56 * 56 * 576
+    assert g.activation_bytes == 4 * (64 * 112 * 112 + 2 * 64 * 56 * 56 + 192 * 56 * 56
+                                      + 192 * 28 * 28)  # 7.46 MiB: the lecture's 7.5 MB
+    params, macs, elements = _vgg16_convs(until_side=28)
+    assert (v.params, v.flops, v.activation_bytes) == (params, macs, 4 * elements)
+    assert (g.layers, v.layers) == (3, 7)
+    assert result.findings == [] and result.meta["cut"] == "down to 28x28"
+
+
+def test_until_layer_cuts_each_model() -> None:
+    one = compare_models(["googlenet"], until=["inception3a"]).totals.iloc[0]
+    assert one.layers == 3 + 6
+    both = compare_models(["alexnet", "vgg16"], until=["pool2", "features.9"]).totals
+    assert both["layers"].tolist() == [2, 4]
+    # a lecture name of a chain, or a module path
+    assert compare_models(["alexnet"], until=["features.5"]).totals.iloc[0].layers == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "googlenet", "vgg16", "-r", "500"], "no layer of googlenet has an output"),
+        (["compare", "vgg16", "-r", "1"], "never get down to 1x1 (the smallest is 7x7)"),
+        (["compare", "googlenet", "vgg16", "-u", "inception3z"],
+         "did you mean: inception3b, inception3a"),
+        (["compare", "alexnet", "vgg16", "-u", "a", "-u", "b", "-u", "c"], "give --until once"),
+        (["compare", "vgg16", "vgg16"], "name each model once"),
+        (["compare", "vgg16", "nosuch"], "unknown model 'nosuch'"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(args, message, capsys) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_formats() -> None:
+    out = invoke("compare", "googlenet", "vgg16", "-f", "csv").output
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == CSV_COLUMNS
+    assert rows[1]["model"] == "vgg16" and rows[1]["params"] == "138357544"
+    stages = invoke("compare", "googlenet", "vgg16", "-f", "csv", "--stages").output
+    assert stages.splitlines()[0].startswith("stage,googlenet_layers,vgg16_layers,")
+    data = json.loads(invoke("compare", "googlenet", "vgg16", "-f", "json").output)
+    assert data["models"][1]["depth"] == 16 and data["stages"][0]["stage"] == 224
+    assert data["input_shape"] == {"googlenet": [3, 224, 224], "vgg16": [3, 224, 224]}
+    assert len(data["notes"]) == 2
+    table = invoke("compare", "googlenet", "vgg16").output
+    assert "138M (19.8x)" in table and "15.5G (9.8x)" in table and "resolution" in table
+
+
+def test_convention_and_batch_scale() -> None:
+    macs = compare_models(["alexnet", "vgg11"]).totals
+    flops = compare_models(["alexnet", "vgg11"], convention="flops", batch=2).totals
+    assert (flops["flops"] == 4 * macs["flops"]).all()
+    assert (flops["activation_bytes"] == 2 * macs["activation_bytes"]).all()
+    assert (flops["params"] == macs["params"]).all()
+
+
+def test_models_without_params_or_a_stem_still_compare(tmp_path, monkeypatch) -> None:
+    (tmp_path / "tiny.py").write_text(
+        "import torch.nn as nn\n"
+        "def pools():\n"
+        "    return nn.Sequential(nn.MaxPool2d(2), nn.AvgPool2d(2))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = compare_models(["tiny:pools", "alexnet"], input_shape="3x227x227")
+    rows = result.totals.set_index("model")
+    assert rows.loc["tiny:pools", "params"] == 0 and rows.loc["alexnet", "params_ratio"] is None
+    assert rows.loc["tiny:pools", "activation_bytes"] == 4 * 3 * (113 * 113 + 56 * 56)
+    assert result.findings == []  # no ratio to the first model's zero params, and no stem
