@@ -25,6 +25,8 @@ _LAZY = {
     "BottleneckReport": "archstat.savings",
     "CONVENTIONS": "archstat.conventions",
     "Convention": "archstat.conventions",
+    "estimate_memory": "archstat.memory",
+    "MemoryReport": "archstat.memory",
     "get_model": "archstat.zoo",
     "list_models": "archstat.zoo",
 }

@@ -5,6 +5,9 @@ Units, everywhere in this module:
 * ``params``: number of parameter elements (weights and biases); a parameter shared by
   several layers is counted at its first use only.
 * ``activation_bytes``: bytes of a layer's output tensors, for the traced batch and dtype.
+* ``live_bytes_after``: bytes of all activation storages still live once the layer has
+  run (see :mod:`archstat.liveness`; the model's input, parameters and buffers excluded),
+  the memory profile over depth.
 * ``flops`` and ``flops_<kind>``: counts in the unit of the chosen convention (see
   :mod:`archstat.conventions`; the default ``macs`` counts one multiply-add as one).
 """
@@ -19,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from archstat import render
+from archstat import liveness, render
 from archstat.conventions import Convention, get_convention
 from archstat.errors import ArchstatError
 from archstat.ops import KINDS, op_kind
@@ -29,9 +32,10 @@ from archstat.tracer import Trace, trace
 FLOP_COLUMNS = ["flops"] + [f"flops_{kind}" for kind in KINDS]
 LAYER_COLUMNS = [
     "name", "type", "input_shape", "output_shape", "params", "activation_bytes",
-    *FLOP_COLUMNS, "unhandled_ops", "ops",
+    *FLOP_COLUMNS, "unhandled_ops", "ops", "live_bytes_after",
 ]
 _SUMMED = ["params", "activation_bytes", *FLOP_COLUMNS, "unhandled_ops"]
+_LAST = ["output_shape", "live_bytes_after"]  # a merged row keeps its last record's value
 
 
 @dataclass
@@ -94,8 +98,8 @@ def aggregate(layers: pd.DataFrame, depth: int, module_types: dict[str, str]) ->
 
     A merged row is named by the shared path prefix, typed by the module class at that
     path (``module_types``), takes the input shape of its first record and the output
-    shape of its last, and sums params, activation bytes and FLOPs. ``depth`` 0 merges
-    everything into one row.
+    shape and live bytes of its last, and sums params, activation bytes and FLOPs.
+    ``depth`` 0 merges everything into one row.
     """
     if depth < 0:
         raise ArchstatError(f"depth must be 0 or more, not {depth}")
@@ -106,7 +110,8 @@ def aggregate(layers: pd.DataFrame, depth: int, module_types: dict[str, str]) ->
             merged = rows[-1]
             for col in _SUMMED:
                 merged[col] += row[col]
-            merged["output_shape"] = row["output_shape"]
+            for col in _LAST:
+                merged[col] = row[col]
             merged["ops"] = "+".join(dict.fromkeys(filter(None, [*merged["ops"].split("+"),
                                                                   *row["ops"].split("+")])))
         else:
@@ -146,7 +151,8 @@ def layer_table(t: Trace, convention: Convention) -> tuple[pd.DataFrame, pd.Data
     """Apply ``convention`` to a trace: the layers table and the unhandled-ops table."""
     rows = []
     unhandled: dict[str, dict[str, Any]] = {}
-    for record in t.records:
+    live_after = liveness.live_bytes_after_records(t, liveness.profile(t))
+    for record, live in zip(t.records, live_after, strict=True):
         flops = dict.fromkeys(FLOP_COLUMNS, 0)
         missing = 0
         names = []
@@ -172,6 +178,7 @@ def layer_table(t: Trace, convention: Convention) -> tuple[pd.DataFrame, pd.Data
             "input_shape": record.input_shape, "output_shape": record.output_shape,
             "params": record.params, "activation_bytes": record.activation_bytes,
             **flops, "unhandled_ops": missing, "ops": "+".join(dict.fromkeys(names)),
+            "live_bytes_after": live,
         })
     layers = pd.DataFrame(rows, columns=LAYER_COLUMNS)
     missing_rows = [
@@ -189,6 +196,7 @@ def analyze(
     dtype: torch.dtype | str = torch.float32,
     depth: int | None = None,
     inputs: Any = None,
+    train: bool = False,
     **config: Any,
 ) -> Analysis:
     """Trace ``model`` on the meta device and count, layer by layer, parameters,
@@ -200,7 +208,10 @@ def analyze(
     or a list of shapes for a model with several inputs); it defaults to the zoo entry's
     input, else 3x224x224. ``inputs`` instead passes example inputs (a tensor, a tuple of
     positional inputs, or a dict of keyword inputs); only their shapes and dtypes are used.
-    ``config`` goes to a zoo builder (e.g. ``aux=True`` for googlenet).
+    ``config`` goes to a zoo builder (e.g. ``aux=True`` for googlenet). ``train`` traces
+    the model in training mode with autograd on (dropout active, batch norm on batch
+    statistics; ``trace.saved`` then lists what autograd keeps for backward) instead of
+    in eval mode.
     """
     conv = get_convention(convention)
     torch_dtype = _dtype(dtype)
@@ -215,7 +226,7 @@ def analyze(
         shapes = [(batch, *s) for s in _input_shapes(input_shape, resolved.input_shape)]
         args = tuple(torch.empty(s, dtype=torch_dtype, device="meta") for s in shapes)
         kwargs = {}
-    t = trace(resolved.module, args, kwargs, dtype=torch_dtype)
+    t = trace(resolved.module, args, kwargs, dtype=torch_dtype, train=train)
     layers, unhandled = layer_table(t, conv)
     result = Analysis(
         model=resolved.label,

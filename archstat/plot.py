@@ -4,8 +4,11 @@ One panel per metric (rows) and model (columns), layers along x in execution ord
 coloured by layer kind. The values are the lecture table's (:mod:`archstat.lecture`), per
 image: memory in KB (output x 4 bytes / 1024), params in thousands, FLOPs in millions
 under the analysis's convention. Panels of one metric share their y axis, so models
-compare at a glance. matplotlib (the ``plot`` extra) is imported only here, with the Agg
-backend, so nothing opens a window.
+compare at a glance. The memory panels also draw, as a line, the activation memory still
+live after each layer (:mod:`archstat.liveness`, in KB per image): the memory profile
+over depth, which the bars (one layer's output each) understate wherever a branch or a
+residual keeps earlier outputs alive. matplotlib (the ``plot`` extra) is imported only
+here, with the Agg backend, so nothing opens a window.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ DPI = 100
 COLOURS = {"conv": "#4C72B0", "pool": "#DD8452", "fc": "#55A868", "flatten": "#8C8C8C",
            "other": "#C44E52"}
 _MAX_LABELS = 60  # more layers than this and the x axis shows positions, not names
+LIVE_LABEL = "live activations after the layer"
 
 
 def _pyplot() -> Any:
@@ -62,10 +66,23 @@ def _bars(analysis: Any) -> tuple[Any, list[str]]:
     return lecture_table(analysis).frame, [layer.kind for layer in compute_layers(analysis)]
 
 
-def _panel(ax: Any, frame: Any, kinds: list[str], column: str, log: bool) -> None:
+def live_kb(analysis: Any) -> list[float]:
+    """Per lecture row: the analysis's ``live_bytes_after`` at the row's last record, per
+    image, in KB (/ 1024, as the lecture's memory column)."""
+    from archstat.layers import compute_layers
+
+    live = analysis.layers["live_bytes_after"]
+    return [float(live.iloc[max(layer.records)]) / analysis.batch / 1024
+            for layer in compute_layers(analysis)]
+
+
+def _panel(ax: Any, frame: Any, kinds: list[str], column: str, log: bool,
+           line: list[float] | None = None) -> None:
     positions = range(len(frame))
     ax.bar(positions, frame[column].astype(float), color=[COLOURS[k] for k in kinds],
            width=0.8)
+    if line is not None:
+        ax.plot(positions, line, color="black", linewidth=1.2, marker=".", markersize=3)
     if log:
         ax.set_yscale("log")
     ax.grid(axis="y", alpha=0.3)
@@ -99,11 +116,15 @@ def layer_chart(
                 seen.update(kinds)
                 for row, name in enumerate(metrics):
                     column, label = METRICS[name]
-                    _panel(axes[row][col], frame, kinds, column, log)
+                    line = live_kb(analysis) if name == "memory" else None
+                    _panel(axes[row][col], frame, kinds, column, log, line)
                     if col == 0:
                         axes[row][col].set_ylabel(label + (", log" if log else ""))
             shown = [kind for kind in COLOURS if kind in seen]
             handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[kind]) for kind in shown]
+            if "memory" in metrics:
+                handles.append(plt.Line2D([], [], color="black", marker=".", linewidth=1.2))
+                shown = [*shown, LIVE_LABEL]
             fig.legend(handles, shown, loc="outside lower center", ncols=len(shown))
             out = io.BytesIO()
             # No dates in the file: the same chart gives the same bytes.

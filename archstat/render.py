@@ -383,3 +383,104 @@ def render_bottleneck(report: Any, fmt: str) -> Any:
     from rich.console import Group
 
     return Group(*(rich_table(header, rows, title=title) for title, header, rows in views))
+
+
+# -- archstat memory ---------------------------------------------------------------------
+
+
+_MEMORY_ROWS = [  # (field, label, note) of the memory summary, in reading order
+    ("params_bytes", "params", ""),
+    ("buffers_bytes", "buffers", "batch norm running statistics and the like"),
+    ("input_bytes", "input", "the caller's tensor, not an activation"),
+    ("peak_activation_bytes", "peak activations", "most activation storage live at once"),
+    ("saved_activation_bytes", "saved activations", "kept by autograd for backward"),
+    ("backward_peak_bytes", "forward+backward peak", "activations, saved activations and "
+     "gradients live at once"),
+    ("gradient_bytes", "gradients", "one per trainable parameter the forward uses"),
+    ("optimizer_bytes", "optimizer state", ""),
+    ("inference_peak_bytes", "inference peak", "params + buffers + input + peak activations"),
+    ("training_peak_bytes", "training peak", "params + buffers + input + optimizer state "
+     "+ max(forward+backward peak, optimizer step)"),
+]
+
+
+def memory_view(report: Any) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The human tables of a MemoryReport (human units): ``summary`` (first batch),
+    ``live`` (what is live at its peak) and, for several batches or a budget, ``batches``."""
+    first = report.batches.iloc[0]
+    summary = []
+    for key, label, note in _MEMORY_ROWS:
+        if key not in first.index:
+            continue
+        if key == "peak_activation_bytes":
+            note = f"{note}, in {first['peak_layer']}"
+        elif key == "optimizer_bytes":
+            note = report.optimizer
+        summary.append([label, human_bytes(first[key]), note])
+    views = {"summary": (["quantity", "size", "note"], summary)}
+    views["live"] = (["made by", "tensors", "size", "largest"],
+                     _live_rows(report.estimates[0].live_at_peak))
+    if len(report.estimates) > 1 or report.budget_bytes is not None:
+        frame = report.batches.drop(columns=["params_bytes", "buffers_bytes", "input_bytes"])
+        frame = frame.rename(columns=_BATCH_HEADERS)
+        sizes = {c: human_bytes for c in frame.columns if c not in ("batch", "peak layer", "fits")}
+        views["batches"] = display_rows(frame, {**sizes, "fits": lambda v: "yes" if v else "no"})
+    return views
+
+
+_BATCH_HEADERS = {
+    "peak_activation_bytes": "peak activations", "peak_layer": "peak layer",
+    "saved_activation_bytes": "saved activations", "gradient_bytes": "gradients",
+    "backward_peak_bytes": "fwd+bwd peak",
+    "optimizer_bytes": "optimizer state", "inference_peak_bytes": "inference peak",
+    "training_peak_bytes": "training peak",
+}
+
+
+def _live_rows(groups: Sequence[Any], limit: int = 10) -> list[list[str]]:
+    """The ``limit`` largest groups live at the peak, in execution order, then one row
+    summing the rest."""
+    largest = set(sorted(range(len(groups)), key=lambda i: -groups[i].bytes)[:limit])
+    rows = [[g.layer, str(g.tensors), human_bytes(g.bytes), f"{shape_str(g.shape)} {g.dtype}"]
+            for i, g in enumerate(groups) if i in largest]
+    rest = [g for i, g in enumerate(groups) if i not in largest]
+    if rest:
+        rows.append([f"({len(rest)} more layers)", str(sum(g.tensors for g in rest)),
+                     human_bytes(sum(g.bytes for g in rest)), ""])
+    return rows
+
+
+def memory_title(report: Any) -> str:
+    shapes = ", ".join(shape_str(s) for s in report.input_shape)
+    mode = f"training step, {report.optimizer}" if report.train else "inference"
+    return (f"{report.model}  input {shapes}  batch {report.estimates[0].batch}  "
+            f"{report.dtype}  {mode}")
+
+
+def memory_fit_line(report: Any) -> str | None:
+    """``largest batch within 24GiB: 181``, or None without a budget."""
+    if report.budget_bytes is None:
+        return None
+    budget = human_bytes(report.budget_bytes)
+    if not report.largest_batch:
+        return f"does not fit in {budget} even at batch 1"
+    return f"largest batch within {budget}: {report.largest_batch}"
+
+
+def render_memory(report: Any, fmt: str) -> Any:
+    """A MemoryReport in one of FORMATS: rich renderables for ``table``, text otherwise."""
+    if fmt == "csv":
+        return report.to_csv()
+    if fmt == "json":
+        return report.to_json()
+    views = memory_view(report)
+    titles = {"summary": memory_title(report), "live": "live at the peak",
+              "batches": "by batch size"}
+    fit = memory_fit_line(report)
+    if fmt == "markdown":
+        parts = [f"**{titles[k]}**\n\n" + to_markdown(*v) for k, v in views.items()]
+        return "\n".join(parts) + (f"\n{fit}\n" if fit else "")
+    from rich.console import Group
+
+    tables = [rich_table(*v, title=titles[k]) for k, v in views.items()]
+    return Group(*tables, *([fit] if fit else []))

@@ -32,7 +32,9 @@ One row per layer record, the default style of `archstat analyze` (convention `m
 parameters the layer uses for the first time, `activation_bytes` bytes of its outputs
 (float32, batch 1), `flops` multiply-accumulates of conv/linear/matmul, `flops_<kind>` the
 same split by op kind (conv, linear, norm, pool, activation, elementwise),
-`unhandled_ops` ops that did work no formula counts, `ops` the aten ops it ran."""
+`unhandled_ops` ops that did work no formula counts, `ops` the aten ops it ran,
+`live_bytes_after` bytes of activations still live once the layer has run (`archstat
+memory`)."""
 
 LECTURE_DOC = """\
 The EECS 498/598 Lecture 8 layout, per image (convention `lecture`: multiply-adds, and

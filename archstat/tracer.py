@@ -10,13 +10,24 @@ stretch of a container's own functional code between its children, e.g. the resi
 ``x + identity`` or an inception module's ``torch.cat``) and a flat list of
 :class:`~archstat.ops.OpEvent` in execution order. FLOP conventions are applied later,
 to the events, so one trace serves every convention.
+
+:class:`StorageWatch` is the measuring counterpart: it watches a real run and counts
+the bytes of the storages ops create while they are alive.
+
+``trace(..., train=True)`` runs the model in training mode with autograd on (parameters
+require grad as in the model), records which tensors autograd saves for backward
+(``Trace.saved``, through ``torch.autograd.graph.saved_tensors_hooks``), and watches a
+backward pass on meta too.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Iterable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -51,6 +62,7 @@ class TensorMeta:
     storage: int
     storage_nbytes: int
     role: str
+    requires_grad: bool = False
 
 
 @dataclass
@@ -77,12 +89,28 @@ class LayerRecord:
 @dataclass
 class Trace:
     """``events[i].inputs``/``.outputs`` and ``records[j].inputs``/``.outputs`` index
-    ``tensors``: the data flow of the traced run."""
+    ``tensors``: the data flow of the traced run.
+
+    ``outputs`` are the serials of the model's output tensors. ``freed`` maps a storage
+    to the number of events that had run when the traced run freed it (Python dropped
+    its last reference); storages alive at the end (outputs, parameters, what autograd
+    saved) are absent. ``saved`` lists the serials of the tensors autograd saved for
+    backward, in the order it saved them (empty unless traced with ``train=True``; a
+    tensor saved by two ops appears twice). ``backward_peak_bytes`` (training traces
+    only) is the most bytes of storages made by ops that were live at once over the
+    forward and a backward from the sum of the outputs: activations, what autograd
+    saved, activation gradients and parameter gradients, as a StorageWatch saw them.
+    """
 
     records: list[LayerRecord]
     events: list[OpEvent]
     tensors: list[TensorMeta]
     output: Any  # the model's output, meta tensors
+    outputs: tuple[int, ...] = ()
+    freed: dict[int, int] = field(default_factory=dict)
+    saved: tuple[int, ...] = ()
+    train: bool = False
+    backward_peak_bytes: int | None = None
 
 
 _tensors = tensors_in
@@ -104,7 +132,17 @@ class _Frame:
     record: int | None  # the open record of this call, None between children
 
 
-class _Recorder(TorchDispatchMode):
+class _NoDynamoMode(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps __torch_dispatch__ in torch._disable_dynamo, whose first
+        # call imports torch._dynamo (0.7 s a process) only to keep torch.compile from
+        # tracing into the mode; archstat never runs under torch.compile. This is the
+        # opt-out torch's TorchDispatchMode._should_skip_dynamo docstring describes.
+        return False
+
+
+class _Recorder(_NoDynamoMode):
     """Dispatch mode + per-module hooks that fill records and events."""
 
     def __init__(self, names: dict[int, str], roles: dict[int, str]) -> None:
@@ -114,33 +152,45 @@ class _Recorder(TorchDispatchMode):
         self.events: list[OpEvent] = []
         self.tensors: list[TensorMeta] = []
         self.stack: list[_Frame] = []
+        self.saved: list[int] = []
+        self.freed: dict[int, int] = {}
         self._roles = roles  # id(tensor) -> role, for the inputs, parameters and buffers
         self._pending_params: dict[int, int] = {}
         self._seen_params: set[int] = set()
-        self._serials: dict[int, int] = {}
-        self._storages: dict[int, int] = {}
-        self._alive: list[torch.Tensor] = []  # keeps id()s unique while tracing
+        # Tensors are held weakly, so that the traced run frees them when Python would:
+        # the moment a storage dies is part of what the trace measures. A weakref's
+        # callback forgets a dead tensor's id, or storage's address, before its reuse.
+        self._serials: dict[int, tuple[int, weakref.ref]] = {}  # id(tensor) -> serial
+        self._storages: dict[int, tuple[int, weakref.ref]] = {}  # address -> storage serial
+        self._storage_count = 0
 
     def serials(self, value: Any) -> tuple[int, ...]:
         """Serials of the tensors in ``value``, registering tensors seen for the first time."""
         out = []
         for t in _tensors(value):
-            serial = self._serials.get(id(t))
-            if serial is None:
+            entry = self._serials.get(id(t))
+            if entry is None:
                 storage = t.untyped_storage()
                 key = storage._cdata
                 if key not in self._storages:
-                    self._storages[key] = len(self._storages)
-                serial = len(self.tensors)
-                self._serials[id(t)] = serial
-                self._alive.append(t)
+                    ref = weakref.ref(storage, partial(self._free, key))
+                    self._storages[key] = (self._storage_count, ref)
+                    self._storage_count += 1
+                entry = (len(self.tensors), weakref.ref(t, partial(self._forget, id(t))))
+                self._serials[id(t)] = entry
                 self.tensors.append(TensorMeta(
                     tuple(t.shape), str(t.dtype).removeprefix("torch."),
-                    math.prod(t.shape) * t.element_size(), self._storages[key],
-                    storage.nbytes(), self._roles.get(id(t), "activation"),
+                    math.prod(t.shape) * t.element_size(), self._storages[key][0],
+                    storage.nbytes(), self._roles.get(id(t), "activation"), t.requires_grad,
                 ))
-            out.append(serial)
+            out.append(entry[0])
         return tuple(out)
+
+    def _forget(self, key: int, _ref: Any = None) -> None:
+        self._serials.pop(key, None)
+
+    def _free(self, key: int, _ref: Any = None) -> None:
+        self.freed[self._storages.pop(key)[0]] = len(self.events)
 
     # -- module hooks -------------------------------------------------------------
     def pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
@@ -190,15 +240,12 @@ class _Recorder(TorchDispatchMode):
         self.records.append(record)
         return len(self.records) - 1
 
-    # -- dispatch -----------------------------------------------------------------
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # Otherwise torch wraps __torch_dispatch__ in torch._disable_dynamo, whose first
-        # call imports torch._dynamo (0.7 s a process) only to keep torch.compile from
-        # tracing into the mode; archstat never runs under torch.compile. This is the
-        # opt-out torch's TorchDispatchMode._should_skip_dynamo docstring describes.
-        return False
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        """saved_tensors_hooks pack hook: note what autograd keeps for backward."""
+        self.saved.extend(self.serials(tensor))
+        return tensor
 
+    # -- dispatch -----------------------------------------------------------------
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
         kwargs = kwargs or {}
         if func in _METADATA_OPS:
@@ -240,21 +287,24 @@ def _counted_packets() -> set[Any]:
 _COUNTED: set[Any] = set()
 
 
-def _meta_like(value: Any, dtype: torch.dtype | None) -> Any:
+def _meta_like(value: Any, dtype: torch.dtype | None, grad: bool = False) -> Any:
+    """Meta copies of the tensors in ``value``; with ``grad``, a copy requires grad where
+    the original does (parameters in a training trace)."""
     def convert(t: Any) -> Any:
         if not isinstance(t, torch.Tensor):
             return t
         target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
-        return torch.empty_strided(t.shape, t.stride(), dtype=target, device="meta")
+        meta = torch.empty_strided(t.shape, t.stride(), dtype=target, device="meta")
+        return meta.requires_grad_(grad and t.requires_grad and meta.is_floating_point())
 
     return tree_map(convert, value)
 
 
 @contextmanager
-def _eval_mode(model: nn.Module):
-    """Analyse in inference mode and put every module's training flag back after."""
+def _training_flags(model: nn.Module, train: bool):
+    """Set every module's training flag to ``train`` and put the flags back after."""
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    model.train(train)
     try:
         yield
     finally:
@@ -267,13 +317,18 @@ def trace(
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    train: bool = False,
 ) -> Trace:
     """Run ``model(*args, **kwargs)`` on the meta device and record every op.
 
     The model itself is not changed: its parameters and buffers are replaced for the
     duration of the call by meta tensors (``torch.func.functional_call``), its training
     flags are restored, and the hooks are removed. Floating-point parameters, buffers
-    and inputs are cast to ``dtype`` when it is given.
+    and inputs are cast to ``dtype`` when it is given. By default the model runs in eval
+    mode under ``torch.no_grad()``; with ``train=True`` it runs in training mode with
+    autograd on, the tensors saved for backward are recorded in ``Trace.saved``, and a
+    backward from the sum of the outputs runs after the forward, watched for
+    ``Trace.backward_peak_bytes`` (its ops are not recorded as events).
     """
     if not _COUNTED:
         _COUNTED.update(_counted_packets())
@@ -282,7 +337,7 @@ def trace(
     # One meta tensor per distinct tensor, so tied weights stay tied (and are counted once).
     memo: dict[int, torch.Tensor] = {}
     state = {
-        name: memo.setdefault(id(t), _meta_like(t, dtype))
+        name: memo.setdefault(id(t), _meta_like(t, dtype, train))
         for name, t in [
             *model.named_parameters(remove_duplicate=False),
             *model.named_buffers(remove_duplicate=False),
@@ -299,22 +354,48 @@ def trace(
                                                                  with_kwargs=True))
             stack.enter_context(module.register_forward_hook(recorder.post_hook,
                                                              with_kwargs=True))
-        stack.enter_context(_eval_mode(model))
-        stack.enter_context(torch.no_grad())
+        stack.enter_context(_training_flags(model, train))
+        if train:
+            stack.enter_context(torch.enable_grad())
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(recorder.pack,
+                                                                         lambda t: t))
+        else:
+            stack.enter_context(torch.no_grad())
+        # In training, a watch under the recorder sees every op of the forward and of
+        # the backward, and so how much the two hold at once.
+        watch = StorageWatch([*state.values(), *_tensors((meta_args, meta_kwargs))])
         try:
-            with recorder:
-                output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
+            with watch if train else ExitStack():
+                with recorder:
+                    output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
+                if train:
+                    _backward(output)
         except ArchstatError:
             raise
         except Exception as exc:  # a user's model failing on our input: say where
             raise ArchstatError(_failure_message(recorder, exc)) from exc
-    return Trace(recorder.records, recorder.events, recorder.tensors, output)
+    return Trace(recorder.records, recorder.events, recorder.tensors, output,
+                 recorder.serials(output), dict(recorder.freed), tuple(recorder.saved), train,
+                 watch.peak_bytes if train else None)
+
+
+def _backward(output: Any) -> None:
+    """Backpropagate the sum of the outputs' sums, the simplest loss that reaches them all."""
+    roots = [t for t in _tensors(output) if t.requires_grad]
+    try:
+        if roots:
+            sum(t.sum() for t in roots).backward()
+    except Exception as exc:  # an op with no meta backward, say
+        raise ArchstatError(f"the backward pass failed on meta: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return detail if len(detail) <= 200 else detail[:197] + "..."
 
 
 def _failure_message(recorder: _Recorder, exc: Exception) -> str:
-    detail = " ".join(str(exc).split()) or type(exc).__name__
-    if len(detail) > 200:
-        detail = detail[:197] + "..."
+    detail = _one_line(exc)
     if not recorder.stack:
         return f"the model's forward failed: {detail}"
     frame = recorder.stack[-1]
@@ -324,3 +405,39 @@ def _failure_message(recorder: _Recorder, exc: Exception) -> str:
     where = f"{frame.name or '(root)'} ({type(frame.module).__name__})"
     got = f" on input {'x'.join(map(str, shape))}" if shape else ""
     return f"forward failed in {where}{got}: {detail}"
+
+
+class StorageWatch(_NoDynamoMode):
+    """Measure, on real tensors, the bytes of the storages that ops create while they
+    live: ``live_bytes`` now, ``peak_bytes`` the most ever live at once (sampled after
+    every op, when its inputs and outputs both exist).
+
+    A storage counts from the op that returns it until torch frees it (a weakref
+    callback on the storage), with its full ``nbytes``; storages of the tensors in
+    ``existing`` (inputs, parameters, buffers) are never counted, nor is memory an op
+    allocates and frees internally. Storage Python objects live exactly as long as the
+    storage itself (torch preserves them), which is what makes the callback exact.
+    """
+
+    def __init__(self, existing: Iterable[torch.Tensor] = ()) -> None:
+        super().__init__()
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self._external = {t.untyped_storage()._cdata for t in existing}
+        self._tracked: dict[int, weakref.ref] = {}  # storage address -> weakref
+
+    def _free(self, key: int, nbytes: int, _ref: Any = None) -> None:
+        del self._tracked[key]
+        self.live_bytes -= nbytes
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+        out = func(*args, **(kwargs or {}))
+        for t in _tensors(out):
+            storage = t.untyped_storage()
+            key = storage._cdata
+            if key in self._external or key in self._tracked:
+                continue
+            self._tracked[key] = weakref.ref(storage, partial(self._free, key, storage.nbytes()))
+            self.live_bytes += storage.nbytes()
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        return out

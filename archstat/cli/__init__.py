@@ -17,6 +17,7 @@ from archstat.cli import bench as _bench
 from archstat.cli import bottleneck as _bottleneck
 from archstat.cli import check as _check
 from archstat.cli import compare as _compare
+from archstat.cli import memory as _memory
 from archstat.cli import plot as _plot
 from archstat.cli import report as _report
 from archstat.cli import snapshot as _snapshot
@@ -58,6 +59,7 @@ app.command("budget")(_check.budget)
 app.command("snapshot")(_snapshot.snapshot)
 app.command("diff")(_snapshot.diff)
 app.command("bench")(_bench.bench)
+app.command("memory")(_memory.memory)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,45 @@
+"""``archstat memory``: peak inference or training memory, by batch size."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from archstat.cli._common import (
+    DtypeOpt,
+    FormatOpt,
+    InputOpt,
+    ModelArg,
+    OutputOpt,
+    emit,
+    resolve_format,
+    user_errors,
+)
+
+
+def memory(
+    model: ModelArg,
+    input: InputOpt = None,
+    batch: Annotated[str, typer.Option("--batch", "-b", help="Batch size, or several: "
+                                       "1,32,256.")] = "1",
+    dtype: DtypeOpt = "float32",
+    train: Annotated[bool, typer.Option("--train", help="One training step instead of "
+                                        "inference.")] = False,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="With --train: sgd, "
+                                           "sgd-momentum or adam.")] = "sgd",
+    fit: Annotated[str | None, typer.Option("--fit", help="Also find the largest batch whose "
+                                            "peak fits this budget, e.g. 24GiB.")] = None,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+) -> None:
+    """Peak memory of MODEL: params, buffers, peak activations (and where), and with
+    --train saved activations, gradients, optimizer state and the training-step peak."""
+    from archstat import render
+    from archstat.memory import estimate_memory
+
+    with user_errors():
+        fmt = resolve_format(fmt, output)
+        report = estimate_memory(model, input_shape=input or None, batch=batch, dtype=dtype,
+                                 train=train, optimizer=optimizer, fit=fit)
+        emit(render.render_memory(report, fmt), output)

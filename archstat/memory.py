@@ -1,0 +1,370 @@
+"""``archstat.estimate_memory``: will a model fit? Its peak memory for inference, or for
+one training step, estimated on the meta device (nothing is allocated).
+
+All figures are bytes, for the traced batch and dtype:
+
+* ``params_bytes``, ``buffers_bytes``: every parameter and buffer of the model (shared
+  ones once), floating-point ones in the chosen dtype.
+* ``input_bytes``: the model's input. It is the caller's tensor and exists before and
+  after the forward, so it is not an activation; the totals include it.
+* ``peak_activation_bytes``: the most activation storage live at once during the forward
+  (:mod:`archstat.liveness`), reached in ``peak_layer``; ``live_at_peak`` lists it. In
+  training this is the training-mode forward, where what autograd saves stays live.
+* ``inference_peak_bytes`` = params + buffers + input + peak activations.
+
+With ``train=True`` (one step of ``loss.backward(); optimizer.step();
+optimizer.zero_grad()``):
+
+* ``saved_activation_bytes``: the storages autograd saves for backward (captured with
+  ``saved_tensors_hooks``), each counted once however many ops save it; the input and
+  the weights are not activations and are not included.
+* ``gradient_bytes``: one gradient per trainable parameter the forward uses (a frozen or
+  unused parameter gets none).
+* ``optimizer_bytes``: the optimizer's state for those parameters: none for ``sgd``,
+  a momentum buffer for ``sgd-momentum``, ``exp_avg`` and ``exp_avg_sq`` plus a 4-byte
+  float32 step count per parameter tensor for ``adam``.
+* ``backward_peak_bytes``: the most the forward and backward hold at once: activations,
+  saved activations, activation and parameter gradients, watched while the meta run
+  backpropagates the sum of the outputs (gradients start out as None, as after
+  ``zero_grad()``).
+* ``training_peak_bytes`` = params + buffers + input + optimizer state + the larger of
+  ``backward_peak_bytes`` and the optimizer step's own peak: gradients + the step's
+  temporaries (one parameter-sized copy for ``adam``, whose foreach implementation,
+  torch's default on GPU, materialises ``sqrt(exp_avg_sq)`` for all parameters at once;
+  none for the SGDs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from archstat import liveness, render
+from archstat.analysis import _dtype, _input_shapes, analyze
+from archstat.errors import ArchstatError, did_you_mean
+from archstat.spec import resolve_model
+from archstat.tracer import Trace
+
+#: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.
+OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}
+#: Optimizer -> parameter-sized temporaries its step holds at once (foreach implementation).
+_STEP_TEMPORARIES = {"sgd": 0, "sgd-momentum": 0, "adam": 1}
+_ADAM_STEP_BYTES = 4  # Adam's ``state["step"]``: a float32 scalar tensor per parameter
+#: The largest batch :func:`largest_batch` looks for.
+MAX_BATCH = 2**31
+_SECANT_STEPS = 6  # then bisection, should memory be far from linear in the batch
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
+
+
+@dataclass(frozen=True)
+class LiveGroup:
+    """The activation storages live at the peak that one layer made: how many, their
+    bytes, and the shape and dtype of the largest."""
+
+    layer: str
+    tensors: int
+    bytes: int
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class MemoryEstimate:
+    """The memory of one traced batch; bytes throughout (see the module docstring).
+    Training figures are None for an inference estimate."""
+
+    batch: int
+    params_bytes: int
+    buffers_bytes: int
+    input_bytes: int
+    peak_activation_bytes: int
+    peak_layer: str
+    live_at_peak: list[LiveGroup] = field(repr=False)  # in the order the layers ran
+    saved_activation_bytes: int | None = None
+    backward_peak_bytes: int | None = None
+    gradient_bytes: int | None = None
+    optimizer_bytes: int | None = None
+    training_peak_bytes: int | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        """The estimated peak: training_peak_bytes in training, else inference_peak_bytes."""
+        if self.training_peak_bytes is not None:
+            return self.training_peak_bytes
+        return self.inference_peak_bytes
+
+    @property
+    def inference_peak_bytes(self) -> int:
+        return (self.params_bytes + self.buffers_bytes + self.input_bytes
+                + self.peak_activation_bytes)
+
+
+@dataclass
+class MemoryReport:
+    """The result of :func:`estimate_memory`: one estimate per batch size, in the order
+    asked, and with a budget, the largest batch whose estimated peak fits it (0 when not
+    even batch 1 fits)."""
+
+    model: str
+    input_shape: list[tuple[int, ...]]
+    dtype: str
+    optimizer: str | None  # None: inference
+    estimates: list[MemoryEstimate]
+    budget_bytes: int | None = None
+    largest_batch: int | None = None
+
+    @property
+    def train(self) -> bool:
+        return self.optimizer is not None
+
+    @property
+    def columns(self) -> list[str]:
+        common = ["batch", "params_bytes", "buffers_bytes", "input_bytes",
+                  "peak_activation_bytes", "peak_layer"]
+        if self.train:
+            common += ["saved_activation_bytes", "backward_peak_bytes", "gradient_bytes",
+                       "optimizer_bytes", "training_peak_bytes"]
+        else:
+            common.append("inference_peak_bytes")
+        return common + (["fits"] if self.budget_bytes is not None else [])
+
+    @property
+    def batches(self) -> pd.DataFrame:
+        """One row per batch size (``columns``); ``fits`` compares the peak to the budget."""
+        rows = []
+        for est in self.estimates:
+            row = {col: getattr(est, col, None) for col in self.columns}
+            if self.budget_bytes is not None:
+                row["fits"] = est.total_bytes <= self.budget_bytes
+            rows.append(row)
+        return pd.DataFrame(rows, columns=self.columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the first batch's figures at the top level (with what is live at its
+        peak), every batch under ``batches``, and the budget search under ``fit``."""
+        first = render.records(self.batches)[0]
+        first.pop("fits", None)
+        data: dict[str, Any] = {
+            "model": self.model,
+            "input_shape": [list(s) for s in self.input_shape]
+            if len(self.input_shape) != 1 else list(self.input_shape[0]),
+            "dtype": self.dtype,
+            "mode": "training" if self.train else "inference",
+            "optimizer": self.optimizer,
+            **first,
+            "live_at_peak": [
+                {"layer": g.layer, "tensors": g.tensors, "bytes": g.bytes,
+                 "largest_shape": list(g.shape), "dtype": g.dtype}
+                for g in self.estimates[0].live_at_peak
+            ],
+            "batches": render.records(self.batches),
+        }
+        if self.budget_bytes is not None:
+            data["fit"] = {"budget_bytes": self.budget_bytes, "largest_batch": self.largest_batch}
+        return data
+
+    def to_json(self) -> str:
+        return render.to_json(self.to_dict())
+
+    def to_csv(self) -> str:
+        """The per-batch table as CSV."""
+        return render.to_csv(self.batches)
+
+
+def parse_bytes(text: str | int) -> int:
+    """``24GiB``, ``24G`` (binary, like ``docker -m``), ``24GB`` (decimal), ``512MiB``,
+    ``1000000`` -> bytes. Raises ArchstatError unless the result is a positive number."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?)(b?)\s*", str(text).lower())
+        if not match:
+            raise ArchstatError(
+                f"memory budget {text!r} is not a size; e.g. 24GiB, 24GB, 512MiB or bytes")
+        number, prefix, binary, suffix_b = match.groups()
+        decimal = prefix and suffix_b and not binary  # GB, MB: powers of 1000
+        scale = 1000 ** ("kmgtp".index(prefix) + 1) if decimal else _UNITS[prefix]
+        value = int(float(number) * scale)
+    if value <= 0:
+        raise ArchstatError(f"memory budget must be positive, not {text!r}")
+    return value
+
+
+def parse_batches(batch: int | str | Sequence[int]) -> list[int]:
+    """``8``, ``"1,32,256"`` or ``[1, 32]`` -> a list of positive batch sizes."""
+    if isinstance(batch, str):
+        items: list[Any] = [b.strip() for b in batch.split(",")]
+    elif isinstance(batch, int):
+        items = [batch]
+    else:
+        items = list(batch)
+    sizes = []
+    for item in items:
+        try:
+            value = int(item) if not isinstance(item, float) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or isinstance(item, bool) or value <= 0:
+            raise ArchstatError(f"batch must be a positive integer, not {item!r}")
+        sizes.append(value)
+    if not sizes:
+        raise ArchstatError("no batch size given")
+    return sizes
+
+
+def _optimizer(name: str | None) -> str | None:
+    if name is None or name in OPTIMIZER_STATES:
+        return name
+    raise ArchstatError(f"unknown optimizer {name!r}{did_you_mean(name, OPTIMIZER_STATES)}; "
+                        f"choose one of {', '.join(OPTIMIZER_STATES)}")
+
+
+def _tensor_bytes(tensors: list[torch.Tensor], dtype: torch.dtype) -> int:
+    """Bytes of ``tensors`` as the trace holds them: floating point ones in ``dtype``."""
+    unique = {id(t): t for t in tensors}.values()
+    return sum(t.numel() * (dtype.itemsize if t.is_floating_point() else t.element_size())
+               for t in unique)
+
+
+def _trainable(trace: Trace) -> list[int]:
+    """Bytes of each trainable parameter the traced forward used (one per storage)."""
+    sizes = {}
+    for event in trace.events:
+        for serial in event.inputs:
+            meta = trace.tensors[serial]
+            if meta.role == "param" and meta.requires_grad:
+                sizes[meta.storage] = meta.storage_nbytes
+    return list(sizes.values())
+
+
+def _live_at(trace: Trace, profile: liveness.LiveProfile, event: int) -> list[LiveGroup]:
+    """What is live while ``event`` runs, grouped by the layer record that made it."""
+    groups: dict[int, list[liveness.Lifetime]] = {}
+    for lt in profile.live_at(event):
+        groups.setdefault(trace.events[lt.start].record, []).append(lt)
+    out = []
+    for record, spans in sorted(groups.items()):
+        largest = trace.tensors[max(spans, key=lambda lt: lt.nbytes).tensor]
+        out.append(LiveGroup(trace.records[record].name or "(root)", len(spans),
+                             sum(lt.nbytes for lt in spans), largest.shape, largest.dtype))
+    return out
+
+
+def _estimate(module: nn.Module, shapes: list[tuple[int, ...]], batch: int,
+              dtype: torch.dtype, optimizer: str | None) -> MemoryEstimate:
+    t = analyze(module, input_shape=shapes, batch=batch, dtype=dtype,
+                train=optimizer is not None).trace
+    assert t is not None
+    live = liveness.profile(t)
+    peak = live.peak_event
+    estimate = MemoryEstimate(
+        batch=batch,
+        params_bytes=_tensor_bytes(list(module.parameters()), dtype),
+        buffers_bytes=_tensor_bytes(list(module.buffers()), dtype),
+        input_bytes=sum(t.tensors[s].nbytes for s in _input_serials(t)),
+        peak_activation_bytes=live.peak_bytes,
+        peak_layer=(t.records[t.events[peak].record].name or "(root)") if peak >= 0 else "",
+        live_at_peak=_live_at(t, live, peak) if peak >= 0 else [],
+    )
+    if optimizer is not None:
+        _add_training(estimate, t, optimizer)
+    return estimate
+
+
+def _input_serials(t: Trace) -> list[int]:
+    seen: dict[int, int] = {}
+    for serial, meta in enumerate(t.tensors):
+        if meta.role == "input":
+            seen.setdefault(meta.storage, serial)
+    return list(seen.values())
+
+
+def _add_training(est: MemoryEstimate, t: Trace, optimizer: str) -> None:
+    trainable = _trainable(t)
+    gradients = sum(trainable)
+    state = OPTIMIZER_STATES[optimizer] * gradients
+    if optimizer == "adam":
+        state += _ADAM_STEP_BYTES * len(trainable)
+    step = gradients + _STEP_TEMPORARIES[optimizer] * gradients
+    est.saved_activation_bytes = sum(liveness.saved_storages(t).values())
+    est.backward_peak_bytes = t.backward_peak_bytes or 0
+    est.gradient_bytes = gradients
+    est.optimizer_bytes = state
+    est.training_peak_bytes = (est.params_bytes + est.buffers_bytes + est.input_bytes + state
+                               + max(est.backward_peak_bytes, step))
+
+
+def largest_batch(total: Callable[[int], int], budget: int) -> int:
+    """The largest batch ``b <= MAX_BATCH`` with ``total(b) <= budget`` (0 if none), for a
+    ``total`` that grows with the batch.
+
+    Secant steps first, from batches 1 and 2: memory is close to linear in the batch, so
+    two or three land next to the answer. The bracket they leave (the largest batch seen
+    to fit, the smallest seen not to) is closed by bisection, so the answer is exact even
+    where memory is not linear."""
+    if total(1) > budget:
+        return 0
+    low, high = 1, MAX_BATCH + 1  # total(low) fits; total(high) does not, or high is past
+    previous, current = 1, 2
+    for step in itertools.count():
+        if total(current) <= budget:
+            low = max(low, current)
+        else:
+            high = min(high, current)
+        if high - low <= 1:
+            return low
+        following = (low + high) // 2
+        slope = (total(current) - total(previous)) / (current - previous)
+        if step < _SECANT_STEPS and slope > 0:
+            guess = math.floor(current + (budget - total(current)) / slope)
+            following = min(max(guess, low + 1), high - 1)
+        previous, current = current, following
+    raise AssertionError("unreachable")
+
+
+def estimate_memory(
+    model: str | nn.Module,
+    input_shape: str | Sequence[int] | Sequence[Sequence[int]] | None = None,
+    batch: int | str | Sequence[int] = 1,
+    dtype: torch.dtype | str = torch.float32,
+    train: bool = False,
+    optimizer: str = "sgd",
+    fit: int | str | None = None,
+    **config: Any,
+) -> MemoryReport:
+    """Estimate the peak memory of ``model`` for each batch size in ``batch`` (an int,
+    ``"1,32,256"`` or a list), for inference or, with ``train``, for one training step with
+    ``optimizer`` (``sgd``, ``sgd-momentum`` or ``adam``). With ``fit`` (bytes, or a size
+    such as ``"24GiB"``), also find the largest batch whose estimated peak fits it.
+
+    ``model``, ``input_shape`` (without batch) and ``config`` are as for
+    :func:`archstat.analyze`. Units and what each figure counts: see the module docstring.
+    """
+    torch_dtype = _dtype(dtype)
+    sizes = parse_batches(batch)
+    budget = parse_bytes(fit) if fit is not None else None
+    opt = _optimizer(optimizer) if train else None
+    resolved = resolve_model(model, **config)
+    shapes = _input_shapes(input_shape, resolved.input_shape)
+    cache: dict[int, MemoryEstimate] = {}
+
+    def at(b: int) -> MemoryEstimate:
+        if b not in cache:
+            cache[b] = _estimate(resolved.module, shapes, b, torch_dtype, opt)
+        return cache[b]
+
+    estimates = [at(b) for b in sizes]
+    largest = None
+    if budget is not None:
+        largest = largest_batch(lambda b: at(b).total_bytes, budget)
+    return MemoryReport(resolved.label, shapes, str(torch_dtype).removeprefix("torch."), opt,
+                        estimates, budget, largest)
