@@ -134,3 +134,18 @@ def test_output_file_gets_the_usual_permissions(tmp_path) -> None:
         assert target.stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(umask)
+
+
+def test_layer_names_are_not_rich_markup(tmp_path, monkeypatch) -> None:
+    (tmp_path / "markupnet.py").write_text(
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.blocks = nn.ModuleDict({'[red]b': nn.Linear(4, 4)})\n"
+        "    def forward(self, x):\n"
+        "        return self.blocks['[red]b'](x)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = invoke("analyze", "markupnet:Net", "--input", "4").output
+    assert "blocks.[red]b" in out
