@@ -109,7 +109,61 @@ class InceptionAux(nn.Module):
         return x
 
 
-class GoogLeNet(nn.Module):
+class _GoogLeNetBody(nn.Module):
+    """Table 1 from inception (3a) to the classifier, shared by both variants; each
+    subclass defines its stem and whether its auxiliary heads run."""
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _aux_enabled(self) -> bool:
+        raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self._stem(x)
+        # N x 192 x 28 x 28
+        x = self.inception3a(x)
+        # N x 256 x 28 x 28
+        x = self.inception3b(x)
+        # N x 480 x 28 x 28
+        x = self.maxpool3(x)
+        # N x 480 x 14 x 14
+        x = self.inception4a(x)
+        # N x 512 x 14 x 14
+        aux1 = self.aux1(x) if self._aux_enabled() else None
+
+        x = self.inception4b(x)
+        # N x 512 x 14 x 14
+        x = self.inception4c(x)
+        # N x 512 x 14 x 14
+        x = self.inception4d(x)
+        # N x 528 x 14 x 14
+        aux2 = self.aux2(x) if self._aux_enabled() else None
+
+        x = self.inception4e(x)
+        # N x 832 x 14 x 14
+        x = self.maxpool4(x)
+        # N x 832 x 7 x 7
+        x = self.inception5a(x)
+        # N x 832 x 7 x 7
+        x = self.inception5b(x)
+        # N x 1024 x 7 x 7
+
+        x = self.avgpool(x)
+        # N x 1024 x 1 x 1
+        x = torch.flatten(x, 1)
+        # N x 1024
+        x = self.dropout(x)
+        x = self.fc(x)
+        # N x num_classes
+        if aux1 is not None and aux2 is not None:
+            return x, aux1, aux2
+        return x
+
+
+class GoogLeNet(_GoogLeNetBody):
     def __init__(self, num_classes: int = 1000, aux: bool = False) -> None:
         super().__init__()
         # The auxiliary heads are part of the trained network (and of its parameters)
@@ -146,9 +200,10 @@ class GoogLeNet(nn.Module):
         self.aux1 = InceptionAux(512, num_classes)
         self.aux2 = InceptionAux(528, num_classes)
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _aux_enabled(self) -> bool:
+        return self.aux
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
         # N x 3 x 224 x 224
         x = self.conv1(x)
         # N x 64 x 112 x 112
@@ -160,46 +215,7 @@ class GoogLeNet(nn.Module):
         x = self.conv3(x)
         # N x 192 x 56 x 56
         x = self.norm2(x)
-        x = self.maxpool2(x)
-
-        # N x 192 x 28 x 28
-        x = self.inception3a(x)
-        # N x 256 x 28 x 28
-        x = self.inception3b(x)
-        # N x 480 x 28 x 28
-        x = self.maxpool3(x)
-        # N x 480 x 14 x 14
-        x = self.inception4a(x)
-        # N x 512 x 14 x 14
-        aux1 = self.aux1(x) if self.aux else None
-
-        x = self.inception4b(x)
-        # N x 512 x 14 x 14
-        x = self.inception4c(x)
-        # N x 512 x 14 x 14
-        x = self.inception4d(x)
-        # N x 528 x 14 x 14
-        aux2 = self.aux2(x) if self.aux else None
-
-        x = self.inception4e(x)
-        # N x 832 x 14 x 14
-        x = self.maxpool4(x)
-        # N x 832 x 7 x 7
-        x = self.inception5a(x)
-        # N x 832 x 7 x 7
-        x = self.inception5b(x)
-        # N x 1024 x 7 x 7
-
-        x = self.avgpool(x)
-        # N x 1024 x 1 x 1
-        x = torch.flatten(x, 1)
-        # N x 1024
-        x = self.dropout(x)
-        x = self.fc(x)
-        # N x num_classes
-        if aux1 is not None and aux2 is not None:
-            return x, aux1, aux2
-        return x
+        return self.maxpool2(x)
 
 
 class BasicConv2d(nn.Module):
@@ -273,7 +289,7 @@ class InceptionAuxBN(nn.Module):
         return x
 
 
-class GoogLeNetBN(nn.Module):
+class GoogLeNetBN(_GoogLeNetBody):
     """torchvision's ``googlenet``: BatchNorm instead of LRN, no conv biases.
 
     torchvision returns the auxiliary outputs only in training mode; here, as for
@@ -313,9 +329,10 @@ class GoogLeNetBN(nn.Module):
         self.dropout = nn.Dropout(p=0.2)
         self.fc = nn.Linear(1024, num_classes)
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _aux_enabled(self) -> bool:
+        return self.aux1 is not None
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
         # N x 3 x 224 x 224
         x = self.conv1(x)
         # N x 64 x 112 x 112
@@ -325,46 +342,7 @@ class GoogLeNetBN(nn.Module):
         # N x 64 x 56 x 56
         x = self.conv3(x)
         # N x 192 x 56 x 56
-        x = self.maxpool2(x)
-
-        # N x 192 x 28 x 28
-        x = self.inception3a(x)
-        # N x 256 x 28 x 28
-        x = self.inception3b(x)
-        # N x 480 x 28 x 28
-        x = self.maxpool3(x)
-        # N x 480 x 14 x 14
-        x = self.inception4a(x)
-        # N x 512 x 14 x 14
-        aux1 = self.aux1(x) if self.aux1 is not None else None
-
-        x = self.inception4b(x)
-        # N x 512 x 14 x 14
-        x = self.inception4c(x)
-        # N x 512 x 14 x 14
-        x = self.inception4d(x)
-        # N x 528 x 14 x 14
-        aux2 = self.aux2(x) if self.aux2 is not None else None
-
-        x = self.inception4e(x)
-        # N x 832 x 14 x 14
-        x = self.maxpool4(x)
-        # N x 832 x 7 x 7
-        x = self.inception5a(x)
-        # N x 832 x 7 x 7
-        x = self.inception5b(x)
-        # N x 1024 x 7 x 7
-
-        x = self.avgpool(x)
-        # N x 1024 x 1 x 1
-        x = torch.flatten(x, 1)
-        # N x 1024
-        x = self.dropout(x)
-        x = self.fc(x)
-        # N x num_classes
-        if aux1 is not None and aux2 is not None:
-            return x, aux1, aux2
-        return x
+        return self.maxpool2(x)
 
 
 # Table 1's "params" and "ops" columns, as printed (2.7K -> 2_700, 34M -> 34_000_000); rows
