@@ -24,6 +24,9 @@ METRICS = {
     "params": ("params_k", "params (k)"),
     "flops": ("flop_m", "flop (M)"),
 }
+#: Not a per-layer metric: per inception/residual module, how many times cheaper the
+#: module is than its naive form (archstat.savings, module level).
+SAVINGS = "savings"
 FORMATS = ("png", "svg")
 DPI = 100
 COLOURS = {"conv": "#4C72B0", "pool": "#DD8452", "fc": "#55A868", "flatten": "#8C8C8C",
@@ -52,9 +55,9 @@ def _check(metric: str, size: tuple[int, int], fmt: str) -> list[str]:
         raise ArchstatError(f"plot size {size[0]}x{size[1]} is too small; at least 100x100")
     if metric == "all":
         return list(METRICS)
-    if metric not in METRICS:
+    if metric not in (*METRICS, SAVINGS):
         raise ArchstatError(f"unknown metric {metric!r}; choose one of "
-                            f"{', '.join([*METRICS, 'all'])}")
+                            f"{', '.join([*METRICS, 'all', SAVINGS])}")
     return [metric]
 
 
@@ -105,9 +108,7 @@ def layer_chart(
     metrics = _check(metric, size, fmt)
     plt = _pyplot()
     with plt.rc_context({"svg.hashsalt": "archstat", "font.size": 9}):
-        fig, axes = plt.subplots(len(metrics), len(analyses), squeeze=False, sharey="row",
-                                 figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI,
-                                 layout="constrained")
+        fig, axes = _figure(plt, len(metrics), len(analyses), size)
         try:
             seen: set[str] = set()
             for col, analysis in enumerate(analyses):
@@ -126,13 +127,63 @@ def layer_chart(
                 handles.append(plt.Line2D([], [], color="black", marker=".", linewidth=1.2))
                 shown = [*shown, LIVE_LABEL]
             fig.legend(handles, shown, loc="outside lower center", ncols=len(shown))
-            out = io.BytesIO()
-            # No dates in the file: the same chart gives the same bytes.
-            fig.savefig(out, format=fmt, dpi=DPI,
-                        metadata={"Date": None} if fmt == "svg" else {"Software": None})
+            return _save(fig, fmt)
         finally:
             plt.close(fig)
+
+
+def _figure(plt: Any, rows: int, cols: int, size: tuple[int, int]) -> tuple[Any, Any]:
+    return plt.subplots(rows, cols, squeeze=False, sharey="row",
+                        figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
+
+
+def _save(fig: Any, fmt: str) -> bytes:
+    out = io.BytesIO()
+    # No dates in the file: the same chart gives the same bytes.
+    fig.savefig(out, format=fmt, dpi=DPI,
+                metadata={"Date": None} if fmt == "svg" else {"Software": None})
     return out.getvalue()
+
+
+def savings_chart(
+    reports: Sequence[tuple[str, Any]],
+    log: bool = False,
+    size: tuple[int, int] = (1600, 900),
+    fmt: str = "png",
+) -> bytes:
+    """Per model (``(name, modules DataFrame)`` from ``archstat.bottleneck(...,
+    level="module").modules``), grouped bars per inception/residual module: how many
+    times fewer MACs and parameters it has than its naive form (1 = no saving)."""
+    _check(SAVINGS, size, fmt)
+    plt = _pyplot()
+    with plt.rc_context({"svg.hashsalt": "archstat", "font.size": 9}):
+        fig, axes = _figure(plt, 1, len(reports), size)
+        try:
+            for col, (name, modules) in enumerate(reports):
+                ax = axes[0][col]
+                ax.set_title(f"{name}: 1x1 bottleneck savings per module")
+                if modules.empty:
+                    ax.text(0.5, 0.5, "no 1x1 bottleneck", ha="center", va="center",
+                            transform=ax.transAxes)
+                    ax.set_xticks([])
+                    continue
+                positions = range(len(modules))
+                ax.bar([p - 0.2 for p in positions], modules["macs_saving_ratio"], width=0.4,
+                       color=COLOURS["conv"], label="MACs")
+                ax.bar([p + 0.2 for p in positions], modules["params_saving_ratio"],
+                       width=0.4, color=COLOURS["fc"], label="params")
+                ax.axhline(1.0, color="black", linewidth=0.8)
+                if log:
+                    ax.set_yscale("log")
+                ax.grid(axis="y", alpha=0.3)
+                ax.set_xticks(list(positions), modules["module"], rotation=90,
+                              fontsize=max(4, 9 - len(modules) // 12))
+                if col == 0:
+                    ax.set_ylabel("naive / built (x)" + (", log" if log else ""))
+                ax.legend(loc="upper left")
+            return _save(fig, fmt)
+        finally:
+            plt.close(fig)
 
 
 def plot_models(
@@ -144,9 +195,16 @@ def plot_models(
     input_shape: str | Sequence[Any] | None = None,
     convention: str = "lecture",
 ) -> bytes:
-    """Analyse each model (batch 1, float32) and chart it (see :func:`layer_chart`)."""
+    """Analyse each model (batch 1, float32) and chart it (see :func:`layer_chart`), or,
+    with ``metric="savings"``, chart its per-module bottleneck savings."""
     from archstat.analysis import analyze
 
     _check(metric, size, fmt)  # fail on bad options before tracing anything
+    if metric == SAVINGS:
+        from archstat.savings import bottleneck
+
+        return savings_chart(
+            [(m, bottleneck(m, input_shape=input_shape, level="module").modules)
+             for m in models], log, size, fmt)
     analyses = [analyze(m, input_shape=input_shape, convention=convention) for m in models]
     return layer_chart(analyses, metric, log, size, fmt)

@@ -59,3 +59,30 @@ def test_missing_matplotlib_is_one_line(monkeypatch, capsys, tmp_path) -> None:
     assert main(["plot", "alexnet", "-o", str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err
     assert err == "archstat: error: archstat plot needs matplotlib: pip install 'archstat[plot]'\n"
+
+
+def test_savings_chart_draws_one_bar_pair_per_module(tmp_path, monkeypatch) -> None:
+    from archstat import plot
+    from archstat.savings import bottleneck
+
+    drawn = {}
+    original = plot.savings_chart
+
+    def spy(reports, *args, **kwargs):
+        drawn.update({name: modules for name, modules in reports})
+        return original(reports, *args, **kwargs)
+
+    monkeypatch.setattr(plot, "savings_chart", spy)
+    target = tmp_path / "savings.png"
+    assert main(["plot", "googlenet", "vgg16", "-m", "savings", "--size", "1000x600",
+                 "-o", str(target)]) == 0
+    pixels = _pixels(target)
+    assert pixels.shape[:2] == (600, 1000) and pixels[..., :3].std() > 0.05
+    # the bars are the module-level savings, one pair per inception module; none for vgg16
+    expected = bottleneck("googlenet", level="module").modules
+    assert drawn["googlenet"]["module"].tolist() == [f"inception{m}" for m in
+                                                     ("3a", "3b", "4a", "4b", "4c", "4d",
+                                                      "4e", "5a", "5b")]
+    assert drawn["googlenet"]["macs_saving_ratio"].tolist() == \
+        expected["macs_saving_ratio"].tolist()
+    assert drawn["vgg16"].empty

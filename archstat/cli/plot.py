@@ -16,7 +16,8 @@ def plot(
     output: Annotated[Path, typer.Option("--output", "-o", help="FILE.png or FILE.svg "
                                          "(written atomically).")],
     metric: Annotated[str, typer.Option("--metric", "-m", help="memory, params, flops or "
-                                        "all (one row of panels each).")] = "all",
+                                        "all (one row of panels each), or savings (per "
+                                        "module, 1x1 bottleneck savings).")] = "all",
     log: Annotated[bool, typer.Option("--log", help="Log-scale y axes.")] = False,
     size: Annotated[str, typer.Option("--size", help="Image size in pixels, WIDTHxHEIGHT.")]
     = "1600x900",
