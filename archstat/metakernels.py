@@ -68,12 +68,27 @@ def _channels_last(t: torch.Tensor) -> bool:
         memory_format=torch.channels_last)
 
 
+def _standard_layout(t: torch.Tensor) -> bool:
+    return t.is_contiguous() or _channels_last(t)
+
+
+def _standard_layouts(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Take the shortcut only for contiguous or channels_last operands: the layout of an
+    elementwise, pooling or reduction result follows a permuted input's strides, and a
+    later ``view`` succeeds or fails by them, so those cases stay with torch's kernel."""
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not all(_standard_layout(t) for t in _tensors((args, kwargs))):
+            return NotImplemented
+        return fn(*args, **kwargs)
+
+    return guarded
+
+
 def _empty_like(t: torch.Tensor) -> torch.Tensor:
-    # torch.empty_like's meta path is Python (and imports sympy); a dense tensor's layout
-    # is copied by its strides, anything else gets a contiguous result as empty_like gives.
-    if t.is_contiguous() or _channels_last(t):
-        return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
-    return torch.empty(t.shape, dtype=t.dtype, device="meta")
+    # torch.empty_like's meta path is Python (and imports sympy); for the standard layouts
+    # the result has the input's strides.
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
 
 
 def _elementwise(*args: Any, **kwargs: Any) -> Any:
@@ -250,19 +265,21 @@ _INIT_INPLACE = [
     aten.copy_.default,
 ]
 
+# Matmuls and convolutions return contiguous tensors whatever their operands' layout (a
+# linear layer's weight arrives transposed); in-place ops return their first argument.
 SHORTCUTS: dict[Any, Callable[..., Any]] = {
     aten.addmm.default: _addmm,
     aten.mm.default: _mm,
     aten.bmm.default: _bmm,
-    aten.native_batch_norm.default: _batch_norm,
-    aten.cat.default: _cat,
     aten.convolution.default: _convolution,
-    aten.max_pool2d_with_indices.default: _max_pool2d,
-    aten.avg_pool2d.default: _avg_pool(2),
-    aten.avg_pool3d.default: _avg_pool(3),
-    aten._adaptive_avg_pool2d.default: _adaptive_avg_pool2d,
-    aten.mean.dim: _mean,
-    **dict.fromkeys(_ELEMENTWISE, _elementwise),
+    aten.native_batch_norm.default: _standard_layouts(_batch_norm),
+    aten.cat.default: _standard_layouts(_cat),
+    aten.max_pool2d_with_indices.default: _standard_layouts(_max_pool2d),
+    aten.avg_pool2d.default: _standard_layouts(_avg_pool(2)),
+    aten.avg_pool3d.default: _standard_layouts(_avg_pool(3)),
+    aten._adaptive_avg_pool2d.default: _standard_layouts(_adaptive_avg_pool2d),
+    aten.mean.dim: _standard_layouts(_mean),
+    **dict.fromkeys(_ELEMENTWISE, _standard_layouts(_elementwise)),
     **dict.fromkeys(_INIT_INPLACE, _inplace),
 }
 

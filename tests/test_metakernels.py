@@ -114,3 +114,37 @@ def test_zoo_traces_identically_without_shortcuts(name, monkeypatch) -> None:
     assert [(e.op, e.inputs, e.outputs) for e in fast.events] == [
         (e.op, e.inputs, e.outputs) for e in slow.events
     ]
+
+
+PERMUTED = [
+    (aten.mul.Tensor, (meta(2, 64, 128).transpose(1, 2), 2.0)),
+    (aten.add.Tensor, (meta(2, 64, 128).transpose(1, 2), meta(2, 64, 128).transpose(1, 2))),
+    (aten.mean.dim, (meta(2, 5, 3).permute(2, 0, 1), [1])),
+    (aten.cat.default, ([meta(4, 6).t(), meta(4, 6).t()], 0)),
+    (aten.max_pool2d_with_indices.default, (meta(1, 9, 9, 4).permute(0, 3, 2, 1), [3, 3],
+                                            [2, 2], [0, 0], [1, 1], False)),
+]
+
+
+@pytest.mark.parametrize(("op", "args"), PERMUTED, ids=[str(c[0]) for c in PERMUTED])
+def test_permuted_operands_go_to_torch_and_keep_its_strides(op, args) -> None:
+    assert metakernels._shortcut(op)(*args) is NotImplemented
+    _same(metakernels.run_meta(op, args, {}), op(*args))
+
+
+def test_a_view_that_torch_refuses_is_refused_in_the_trace_too() -> None:
+    class Attention(torch.nn.Module):
+        def __init__(self, reshape: bool) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 8)
+            self.reshape = reshape
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x.transpose(1, 2) * 2  # keeps the transposed strides
+            return self.fc(y.reshape(-1, 64) if self.reshape else y.view(-1, 64))
+
+    with pytest.raises(archstat.ArchstatError, match="view size is not compatible"):
+        archstat.analyze(Attention(reshape=False), input_shape=(64, 128), batch=2)
+    # reshape of a non-viewable tensor copies: the copy is in the trace
+    ops = archstat.analyze(Attention(reshape=True), input_shape=(64, 128), batch=2).layers
+    assert "clone" in "+".join(ops["ops"]) or "_unsafe_view" in "+".join(ops["ops"])
