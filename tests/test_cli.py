@@ -149,3 +149,13 @@ def test_layer_names_are_not_rich_markup(tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     out = invoke("analyze", "markupnet:Net", "--input", "4").output
     assert "blocks.[red]b" in out
+
+
+def test_table_written_to_a_file_ignores_the_terminal(tmp_path) -> None:
+    target = tmp_path / "table.txt"
+    result = runner.invoke(app, ["analyze", "resnet18", "-o", str(target)],
+                           env={"COLUMNS": "40"}, color=True)
+    assert result.exit_code == 0, result.output
+    text = target.read_text()
+    assert "\x1b" not in text and "…" not in text
+    assert "layer1.0.conv1" in text and "total (" in text

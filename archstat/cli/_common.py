@@ -79,11 +79,21 @@ def emit(content: Any, output: Path | None) -> None:
             console().print(content)
         return
     if not isinstance(content, str):
-        con = console()
-        with con.capture() as capture:
-            con.print(content)
-        content = capture.get()
+        content = plain_text(content)
     atomic_write(output, content)
+
+
+def plain_text(renderable: Any, width: int = 200) -> str:
+    """A rich renderable as plain text for a file: no colour codes, and as wide as a
+    pipe's output, whatever the terminal the command runs in."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, force_terminal=False,
+            highlight=False, soft_wrap=False).print(renderable)
+    return buffer.getvalue()
 
 
 def warn(message: str) -> None:
