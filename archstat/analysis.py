@@ -224,7 +224,12 @@ def analyze(
         batch = shapes[0][0] if shapes and shapes[0] else batch
     else:
         shapes = [(batch, *s) for s in _input_shapes(input_shape, resolved.input_shape)]
-        args = tuple(torch.empty(s, dtype=torch_dtype, device="meta") for s in shapes)
+        try:
+            args = tuple(torch.empty(s, dtype=torch_dtype, device="meta") for s in shapes)
+        except RuntimeError as exc:  # sizes whose byte count overflows
+            shape_text = ", ".join("x".join(map(str, s[1:])) for s in shapes)
+            raise ArchstatError(f"input {shape_text} at batch {batch} is too large: "
+                                f"{str(exc).splitlines()[0]}") from None
         kwargs = {}
     t = trace(resolved.module, args, kwargs, dtype=torch_dtype, train=train)
     layers, unhandled = layer_table(t, conv)

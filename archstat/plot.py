@@ -29,6 +29,15 @@ METRICS = {
 SAVINGS = "savings"
 FORMATS = ("png", "svg")
 DPI = 100
+MAX_SIDE = 20_000  # pixels; a 100000x100000 canvas would need 40 GB
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1600x900`` -> (1600, 900) pixels; ArchstatError for anything else."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ArchstatError(f"--size is WIDTHxHEIGHT in pixels, e.g. 1600x900, not {text!r}")
+    return int(parts[0]), int(parts[1])
 COLOURS = {"conv": "#4C72B0", "pool": "#DD8452", "fc": "#55A868", "flatten": "#8C8C8C",
            "other": "#C44E52"}
 _MAX_LABELS = 60  # more layers than this and the x axis shows positions, not names
@@ -53,6 +62,9 @@ def _check(metric: str, size: tuple[int, int], fmt: str) -> list[str]:
         raise ArchstatError(f"plot writes {' or '.join(FORMATS)}, not {fmt!r}")
     if any(side < 100 for side in size):
         raise ArchstatError(f"plot size {size[0]}x{size[1]} is too small; at least 100x100")
+    if any(side > MAX_SIDE for side in size):
+        raise ArchstatError(f"plot size {size[0]}x{size[1]} is too large; at most "
+                            f"{MAX_SIDE}x{MAX_SIDE}")
     if metric == "all":
         return list(METRICS)
     if metric not in (*METRICS, SAVINGS):

@@ -135,6 +135,7 @@ def test_json_and_csv_are_deterministic_and_shaped() -> None:
         ({"model": "no_such_pkg.mod:build"}, "cannot import 'no_such_pkg.mod'"),
         ({"model": "alexnet", "dtype": "float33"}, "unknown dtype"),
         ({"model": "alexnet", "batch": 0}, "batch must be a positive integer"),
+        ({"model": "lenet5", "input_shape": "99999999x99999999x99999999"}, "is too large"),
     ],
 )
 def test_user_errors(kwargs, message) -> None:

@@ -44,6 +44,8 @@ def test_one_metric_log_scale_and_svg(tmp_path) -> None:
         (["plot", "alexnet", "-m", "speed", "-o", "x.png"], "unknown metric 'speed'"),
         (["plot", "alexnet", "--size", "800", "-o", "x.png"], "--size is WIDTHxHEIGHT"),
         (["plot", "alexnet", "--size", "50x50", "-o", "x.png"], "too small"),
+        (["plot", "alexnet", "--size", "0x0", "-o", "x.png"], "too small"),
+        (["plot", "alexnet", "--size", "100000x100000", "-o", "x.png"], "too large"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch) -> None:

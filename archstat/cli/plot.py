@@ -27,20 +27,11 @@ def plot(
 ) -> None:
     """Per-layer bar charts of memory, params and FLOPs, like the lecture's."""
     from archstat.files import atomic_write
-    from archstat.plot import plot_models
-    from archstat.spec import parse_shape
+    from archstat.plot import parse_size, plot_models
 
     with user_errors():
-        width, height = _size(parse_shape(size), size)
-        image = plot_models(models, metric=metric, log=log, size=(width, height),
+        image = plot_models(models, metric=metric, log=log, size=parse_size(size),
                             fmt=output.suffix.lower().lstrip("."), input_shape=input or None,
                             convention=convention)
         atomic_write(output, image)
 
-
-def _size(shape: tuple[int, ...], text: str) -> tuple[int, int]:
-    from archstat.errors import ArchstatError
-
-    if len(shape) != 2:
-        raise ArchstatError(f"--size is WIDTHxHEIGHT in pixels, not {text!r}")
-    return shape[0], shape[1]
