@@ -224,8 +224,9 @@ def compare(
             layers = cut_at_layer(analysis, layers, until[index if len(until) > 1 else 0])
         models.append((analysis, layers))
     totals = _with_ratios([_totals(a, layers) for a, layers in models])
-    cut = (f"down to {until_resolution}x{until_resolution}" if until_resolution is not None
-           else f"until {', '.join(until)}" if until else "")
+    cut = " and ".join(filter(None, [
+        f"down to {until_resolution}x{until_resolution}" if until_resolution is not None
+        else "", f"until {', '.join(until)}" if until else ""]))
     first = analyses[0]
     return Comparison(
         totals=totals,

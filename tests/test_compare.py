@@ -161,3 +161,12 @@ def test_models_without_params_or_a_stem_still_compare(tmp_path, monkeypatch) ->
     assert rows.loc["tiny:pools", "params"] == 0 and rows.loc["alexnet", "params_ratio"] is None
     assert rows.loc["tiny:pools", "activation_bytes"] == 4 * 3 * (113 * 113 + 56 * 56)
     assert result.findings == []  # no ratio to the first model's zero params, and no stem
+
+
+def test_one_model_is_a_usage_error_and_both_cuts_are_labelled(capsys) -> None:
+    from archstat.cli import main
+
+    assert main(["compare", "lenet5"]) == 2
+    assert "two or more models" in capsys.readouterr().err
+    both = compare_models(["googlenet", "vgg16"], until_resolution=28, until=["conv3"])
+    assert both.meta["cut"] == "down to 28x28 and until conv3"

@@ -40,9 +40,12 @@ def compare(
     """Totals side by side with ratios to the first model, and a per-stage breakdown."""
     from archstat import render
     from archstat.compare import compare_models, comparison_tables
+    from archstat.errors import ArchstatError
 
     with user_errors():
         fmt = resolve_format(fmt, output)
+        if len(models) < 2:
+            raise ArchstatError("compare needs two or more models (analyze shows one)")
         result = compare_models(models, input_shape=input or None, batch=batch,
                                 convention=convention, dtype=dtype,
                                 until_resolution=until_resolution, until=until)
