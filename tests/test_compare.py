@@ -112,7 +112,7 @@ def test_until_layer_cuts_each_model() -> None:
     ("args", "message"),
     [
         (["compare", "googlenet", "vgg16", "-r", "500"], "no layer of googlenet has an output"),
-        (["compare", "vgg16", "-r", "1"], "never get down to 1x1 (the smallest is 7x7)"),
+        (["compare", "vgg16", "alexnet", "-r", "1"], "never get down to 1x1 (the smallest is 7x7)"),
         (["compare", "googlenet", "vgg16", "-u", "inception3z"],
          "did you mean: inception3b, inception3a"),
         (["compare", "alexnet", "vgg16", "-u", "a", "-u", "b", "-u", "c"], "give --until once"),
