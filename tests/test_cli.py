@@ -46,12 +46,17 @@ def test_markdown_and_depth() -> None:
 
 
 def test_zoo_lists_every_model() -> None:
-    from archstat.zoo import list_models
+    from archstat.zoo import get_model, list_models
 
     data = json.loads(invoke("zoo", "--format", "json").output)
     assert [m["model"] for m in data["models"]] == list_models()
     vgg16 = next(m for m in data["models"] if m["model"] == "vgg16")
     assert vgg16["params"] == 138_357_544 and vgg16["input"] == "3x224x224"
+    # the same count as analyze: googlenet's aux heads are built but not run
+    googlenet = next(m for m in data["models"] if m["model"] == "googlenet")
+    aux = sum(p.numel() for n, p in get_model("googlenet").named_parameters()
+              if n.startswith("aux"))
+    assert googlenet["params"] == sum(p.numel() for p in get_model("googlenet").parameters()) - aux
 
 
 @pytest.mark.parametrize(
