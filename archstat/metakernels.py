@@ -11,12 +11,10 @@ proper error; tests/test_metakernels.py checks each against torch's own meta ker
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
 
@@ -301,19 +299,3 @@ def run_meta(func: Any, args: Any, kwargs: dict[str, Any]) -> Any:
             return out
     return func(*args, **kwargs)
 
-
-class _FastMeta(TorchDispatchMode):
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # see archstat.tracer._Recorder._should_skip_dynamo
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
-        return run_meta(func, args, kwargs or {})
-
-
-@contextmanager
-def fast_meta_build() -> Iterator[None]:
-    """Build modules on the meta device, with initialisers (``zero_``, ``normal_``, ...)
-    answered by the shortcuts above instead of torch's Python references."""
-    with torch.device("meta"), _FastMeta():
-        yield

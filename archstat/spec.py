@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from archstat.errors import ArchstatError
-from archstat.metakernels import fast_meta_build
+from archstat.tracer import fast_meta_build
 from archstat.zoo import get_model_info
 
 #: Input shape (without batch) assumed for a model that is not in the zoo.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -140,6 +140,19 @@ class _NoDynamoMode(TorchDispatchMode):
         # tracing into the mode; archstat never runs under torch.compile. This is the
         # opt-out torch's TorchDispatchMode._should_skip_dynamo docstring describes.
         return False
+
+
+class _FastMeta(_NoDynamoMode):
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+        return run_meta(func, args, kwargs or {})
+
+
+@contextmanager
+def fast_meta_build() -> Iterator[None]:
+    """Build modules on the meta device, with initialisers (``zero_``, ``normal_``, ...)
+    answered by archstat.metakernels' shortcuts instead of torch's Python references."""
+    with torch.device("meta"), _FastMeta():
+        yield
 
 
 class _Recorder(_NoDynamoMode):
