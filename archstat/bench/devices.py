@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 A100_WP = "NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020), Table 1"
 A100_DS = "NVIDIA A100 Tensor Core GPU datasheet (2021, 40GB and 80GB editions)"
@@ -120,12 +119,3 @@ def peak_for(spec: DeviceSpec | None, dtype: str, tf32_allowed: bool) -> Peak | 
         source = f"{spec.compute_source}; bandwidth: {spec.bandwidth_source}"
     return Peak(tflops, precision, spec.bandwidth_gbs, source)
 
-
-def device_table() -> list[dict[str, Any]]:
-    """The table as rows (for the README and ``--format json`` users)."""
-    return [
-        {"device": s.name, **{f"{k}_tflops": v for k, v in s.peak_tflops.items()},
-         "bandwidth_gbs": s.bandwidth_gbs, "source": s.compute_source,
-         "bandwidth_source": s.bandwidth_source}
-        for s in DEVICES
-    ]
