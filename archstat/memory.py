@@ -52,6 +52,7 @@ from archstat.analysis import _dtype, _input_shapes, analyze
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.spec import resolve_model
 from archstat.tracer import Trace
+from archstat.units import parse_int_list
 
 #: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.
 OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}
@@ -199,28 +200,6 @@ def parse_bytes(text: str | int) -> int:
     return value
 
 
-def parse_batches(batch: int | str | Sequence[int]) -> list[int]:
-    """``8``, ``"1,32,256"`` or ``[1, 32]`` -> a list of positive batch sizes."""
-    if isinstance(batch, str):
-        items: list[Any] = [b.strip() for b in batch.split(",")]
-    elif isinstance(batch, int):
-        items = [batch]
-    else:
-        items = list(batch)
-    sizes = []
-    for item in items:
-        try:
-            value = int(item) if not isinstance(item, float) else None
-        except (TypeError, ValueError):
-            value = None
-        if value is None or isinstance(item, bool) or value <= 0:
-            raise ArchstatError(f"batch must be a positive integer, not {item!r}")
-        sizes.append(value)
-    if not sizes:
-        raise ArchstatError("no batch size given")
-    return sizes
-
-
 def _optimizer(name: str | None) -> str | None:
     if name is None or name in OPTIMIZER_STATES:
         return name
@@ -350,7 +329,7 @@ def estimate_memory(
     :func:`archstat.analyze`. Units and what each figure counts: see the module docstring.
     """
     torch_dtype = _dtype(dtype)
-    sizes = parse_batches(batch)
+    sizes = parse_int_list(batch, "batch")
     budget = parse_bytes(fit) if fit is not None else None
     opt = _optimizer(optimizer) if train else None
     resolved = resolve_model(model, **config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -64,6 +65,35 @@ def _parse_text(text: str, unit: str) -> int:
         raise ArchstatError(f"cannot read {text!r}; binary prefixes are written "
                             f"KiB, MiB, GiB, TiB")
     return math.floor(Decimal(number) * _scale(prefix, bool(binary)))
+
+
+def parse_int_list(value: int | str | Sequence[int], what: str) -> list[int]:
+    """``8``, ``"1,32,256"`` or ``[1, 32]`` -> a non-empty list of positive integers.
+    ``what`` names the list in errors (``"--batch-sizes"``)."""
+    if isinstance(value, str):
+        items: list[object] = [part.strip() for part in value.split(",")]
+    elif isinstance(value, int):
+        items = [value]
+    else:
+        items = list(value)
+    if not items:
+        raise ArchstatError(f"{what}: none given; expected positive integers, e.g. 1,8,32")
+    numbers = []
+    for item in items:
+        number = _positive_int(item)
+        if number is None:
+            raise ArchstatError(f"{what}: {item!r} is not a positive integer; "
+                                f"expected e.g. 1,8,32")
+        numbers.append(number)
+    return numbers
+
+
+def _positive_int(item: object) -> int | None:
+    if isinstance(item, str) and item.isascii() and item.isdigit():
+        item = int(item)
+    if isinstance(item, int) and not isinstance(item, bool) and item > 0:
+        return item
+    return None
 
 
 def _exact(value: int, scale: int) -> str:

@@ -19,7 +19,7 @@ import archstat
 from archstat.cli import app, main
 from archstat.errors import ArchstatError
 from archstat.measure import measure_forward, measure_training_step, torch_optimizer, zoo_model
-from archstat.memory import estimate_memory, largest_batch, parse_batches, parse_bytes
+from archstat.memory import estimate_memory, largest_batch, parse_bytes
 
 F32 = 4
 
@@ -166,14 +166,6 @@ def test_parse_bytes_rejects(text) -> None:
         parse_bytes(text)
 
 
-def test_parse_batches() -> None:
-    assert parse_batches("1, 32,256") == [1, 32, 256]
-    assert parse_batches(8) == [8]
-    for bad in ("0", "1,-2", "x", "1.5", "", [True]):
-        with pytest.raises(ArchstatError, match="batch"):
-            parse_batches(bad)
-
-
 def test_live_bytes_after_joins_the_analysis() -> None:
     result = archstat.analyze("resnet18")
     layers = result.layers
@@ -232,8 +224,8 @@ def test_cli_csv_one_row_per_batch() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["memory", "alexnet", "--batch", "0"], "batch must be a positive integer"),
-    (["memory", "alexnet", "--batch", "1,x"], "batch must be a positive integer"),
+    (["memory", "alexnet", "--batch", "0"], "--batch: '0' is not a positive integer"),
+    (["memory", "alexnet", "--batch", "1,x"], "--batch: 'x' is not a positive integer"),
     (["memory", "alexnet", "--fit", "0"], "budget must be positive"),
     (["memory", "alexnet", "--fit", "lots"], "is not a size"),
     (["memory", "alexnet", "--dtype", "float33"], "unknown dtype"),
