@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +51,7 @@ from archstat.analysis import _dtype, _input_shapes, analyze
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.spec import resolve_model
 from archstat.tracer import Trace
-from archstat.units import parse_int_list
+from archstat.units import parse_int_list, parse_quantity
 
 #: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.
 OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}
@@ -62,8 +61,6 @@ _ADAM_STEP_BYTES = 4  # Adam's ``state["step"]``: a float32 scalar tensor per pa
 #: The largest batch :func:`largest_batch` looks for.
 MAX_BATCH = 2**31
 _SECANT_STEPS = 6  # then bisection, should memory be far from linear in the batch
-
-_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 
 
 @dataclass(frozen=True)
@@ -181,23 +178,17 @@ class MemoryReport:
         return render.to_csv(self.batches)
 
 
-def parse_bytes(text: str | int) -> int:
-    """``24GiB``, ``24G`` (binary, like ``docker -m``), ``24GB`` (decimal), ``512MiB``,
-    ``1000000`` -> bytes. Raises ArchstatError unless the result is a positive number."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?)(b?)\s*", str(text).lower())
-        if not match:
-            raise ArchstatError(
-                f"memory budget {text!r} is not a size; e.g. 24GiB, 24GB, 512MiB or bytes")
-        number, prefix, binary, suffix_b = match.groups()
-        decimal = prefix and suffix_b and not binary  # GB, MB: powers of 1000
-        scale = 1000 ** ("kmgtp".index(prefix) + 1) if decimal else _UNITS[prefix]
-        value = int(float(number) * scale)
-    if value <= 0:
-        raise ArchstatError(f"memory budget must be positive, not {text!r}")
-    return value
+def parse_budget(fit: int | str) -> int:
+    """A ``--fit`` budget in bytes, read as every archstat byte size is
+    (:func:`archstat.units.parse_quantity`: ``24GiB`` binary, ``24G`` and ``24GB``
+    decimal, a bare number bytes); it must be positive."""
+    try:
+        budget = parse_quantity(fit, "B")
+    except ArchstatError as exc:
+        raise ArchstatError(f"memory budget: {exc}") from None
+    if budget <= 0:
+        raise ArchstatError(f"memory budget must be positive, not {fit!r}")
+    return budget
 
 
 def _optimizer(name: str | None) -> str | None:
@@ -330,7 +321,7 @@ def estimate_memory(
     """
     torch_dtype = _dtype(dtype)
     sizes = parse_int_list(batch, "batch")
-    budget = parse_bytes(fit) if fit is not None else None
+    budget = parse_budget(fit) if fit is not None else None
     opt = _optimizer(optimizer) if train else None
     resolved = resolve_model(model, **config)
     shapes = _input_shapes(input_shape, resolved.input_shape)

@@ -1,12 +1,13 @@
 """Human units for budgets: ``"1.6G"`` flops, ``"7M"`` params, ``"25MiB"`` or ``"25MB"``.
 
-The one place that reads and writes them, so a budget file, the check table and
-``archstat budget`` agree. Prefixes: ``K`` (or ``k``), ``M``, ``G``, ``T``, ``P`` are
-powers of 1000; ``Ki``, ``Mi``, ``Gi``, ``Ti``, ``Pi`` are powers of 1024 and are only
-written before ``B``. ``B`` (bytes) is accepted only for byte quantities. Values are
-exact: the text is read as a decimal, never a float, so ``"1.6G"`` is 1,600,000,000.
-A value that is not a whole number (``"37.9MiB"`` is 39,741,030.4 bytes) is rounded
-down; every count is an integer, so a limit compared with ``<=`` means the same thing.
+The one place that reads and writes them, so a budget file, the check table,
+``archstat budget`` and ``archstat memory --fit`` agree. Prefixes: ``K`` (or ``k``),
+``M``, ``G``, ``T``, ``P`` are powers of 1000; ``Ki``, ``Mi``, ``Gi``, ``Ti``, ``Pi``
+are powers of 1024 and are only written before ``B``. ``B`` (bytes) is accepted only
+for byte quantities. Values are exact: the text is read as a decimal, never a float,
+so ``"1.6G"`` is 1,600,000,000. A value that is not a whole number (``"37.9MiB"`` is
+39,741,030.4 bytes) is rounded down; every count is an integer, so a limit compared
+with ``<=`` means the same thing.
 """
 
 from __future__ import annotations
