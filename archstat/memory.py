@@ -110,7 +110,8 @@ class MemoryEstimate:
 class MemoryReport:
     """The result of :func:`estimate_memory`: one estimate per batch size, in the order
     asked, and with a budget, the largest batch whose estimated peak fits it (0 when not
-    even batch 1 fits)."""
+    even batch 1 fits; when ``search_capped``, at least that: the search stops at
+    MAX_BATCH)."""
 
     model: str
     input_shape: list[tuple[int, ...]]
@@ -123,6 +124,12 @@ class MemoryReport:
     @property
     def train(self) -> bool:
         return self.optimizer is not None
+
+    @property
+    def search_capped(self) -> bool:
+        """Whether the budget search stopped at MAX_BATCH, so ``largest_batch`` is only a
+        lower bound."""
+        return self.largest_batch == MAX_BATCH
 
     @property
     def columns(self) -> list[str]:
@@ -167,7 +174,8 @@ class MemoryReport:
             "batches": render.records(self.batches),
         }
         if self.budget_bytes is not None:
-            data["fit"] = {"budget_bytes": self.budget_bytes, "largest_batch": self.largest_batch}
+            data["fit"] = {"budget_bytes": self.budget_bytes, "largest_batch": self.largest_batch,
+                           "search_capped": self.search_capped}
         return data
 
     def to_json(self) -> str:

@@ -16,11 +16,12 @@ from torch import nn
 from typer.testing import CliRunner
 
 import archstat
+from archstat import render
 from archstat.budget import make_limit
 from archstat.cli import app, main
 from archstat.errors import ArchstatError
 from archstat.measure import measure_forward, measure_training_step, torch_optimizer, zoo_model
-from archstat.memory import estimate_memory, largest_batch, parse_budget
+from archstat.memory import MAX_BATCH, estimate_memory, largest_batch, parse_budget
 from archstat.units import format_quantity
 
 F32 = 4
@@ -173,6 +174,15 @@ def test_fit_reads_sizes_as_budget_files_do(value, binary) -> None:
 def test_parse_budget_rejects(text) -> None:
     with pytest.raises(ArchstatError, match="budget"):
         parse_budget(text)
+
+
+def test_fit_beyond_the_search_cap_is_a_lower_bound() -> None:
+    report = estimate_memory("lenet5", fit="1PB")
+    assert report.largest_batch == MAX_BATCH and report.search_capped
+    assert report.to_dict()["fit"]["search_capped"] is True
+    assert render.memory_fit_line(report) == (
+        "largest batch within 909TiB: at least 2147483648 (the search stops there)")
+    assert not estimate_memory("lenet5", fit="1MiB").search_capped
 
 
 def test_live_bytes_after_joins_the_analysis() -> None:
