@@ -315,14 +315,15 @@ def estimate_memory(
     batch: int | str | Sequence[int] = 1,
     dtype: torch.dtype | str = torch.float32,
     train: bool = False,
-    optimizer: str = "sgd",
+    optimizer: str | None = None,
     fit: int | str | None = None,
     **config: Any,
 ) -> MemoryReport:
     """Estimate the peak memory of ``model`` for each batch size in ``batch`` (an int,
     ``"1,32,256"`` or a list), for inference or, with ``train``, for one training step with
-    ``optimizer`` (``sgd``, ``sgd-momentum`` or ``adam``). With ``fit`` (bytes, or a size
-    such as ``"24GiB"``), also find the largest batch whose estimated peak fits it.
+    ``optimizer`` (``sgd``, the default, ``sgd-momentum`` or ``adam``; only with ``train``).
+    With ``fit`` (bytes, or a size such as ``"24GiB"``), also find the largest batch whose
+    estimated peak fits it.
 
     ``model``, ``input_shape`` (without batch) and ``config`` are as for
     :func:`archstat.analyze`. Units and what each figure counts: see the module docstring.
@@ -330,7 +331,9 @@ def estimate_memory(
     torch_dtype = _dtype(dtype)
     sizes = parse_int_list(batch, "batch")
     budget = parse_budget(fit) if fit is not None else None
-    opt = _optimizer(optimizer) if train else None
+    if optimizer is not None and not train:
+        raise ArchstatError("--optimizer needs --train (an inference estimate has none)")
+    opt = _optimizer(optimizer or "sgd") if train else None
     resolved = resolve_model(model, **config)
     shapes = _input_shapes(input_shape, resolved.input_shape)
     cache: dict[int, MemoryEstimate] = {}

@@ -185,6 +185,12 @@ def test_fit_beyond_the_search_cap_is_a_lower_bound() -> None:
     assert not estimate_memory("lenet5", fit="1MiB").search_capped
 
 
+def test_optimizer_needs_train() -> None:
+    with pytest.raises(ArchstatError, match="--optimizer needs --train"):
+        estimate_memory("lenet5", optimizer="adam")
+    assert estimate_memory("lenet5", train=True).optimizer == "sgd"
+
+
 def test_live_bytes_after_joins_the_analysis() -> None:
     result = archstat.analyze("resnet18")
     layers = result.layers
@@ -247,6 +253,7 @@ def test_cli_csv_one_row_per_batch() -> None:
     (["memory", "alexnet", "--batch", "1,x"], "--batch: 'x' is not a positive integer"),
     (["memory", "alexnet", "--fit", "0"], "budget must be positive"),
     (["memory", "alexnet", "--fit", "lots"], "memory budget: cannot read 'lots'"),
+    (["memory", "alexnet", "--optimizer", "adam"], "--optimizer needs --train"),
     (["memory", "alexnet", "--dtype", "float33"], "unknown dtype"),
     (["memory", "alexnet", "--train", "--optimizer", "adamw"], "did you mean: adam"),
     (["memory", "alexnet", "--input", "3x8x8"], "forward failed"),
