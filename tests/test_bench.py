@@ -191,6 +191,7 @@ def test_output_file_and_markdown(tmp_path) -> None:
      else "unknown device"),
     (["-b", "1,x"], "--batch-sizes: 'x' is not a positive integer"),
     (["-b", "0"], "--batch-sizes: '0' is not a positive integer"),
+    (["--per-layer", "--top", "-1"], "--top must be 0 (all rows) or more"),
     (["--iters", "3", "--min-time", "1"], "give --iters or --min-time, not both"),
     (["--per-layer", "--compile"], "cannot be combined with --compile"),
     (["--dtype", "float64"], "unknown dtype"),

@@ -77,11 +77,14 @@ def bench(
     MODEL(s) at each batch size, with roofline context on known GPUs."""
     from archstat.bench import benchmark
     from archstat.bench.view import render_report
+    from archstat.errors import ArchstatError
     from archstat.units import parse_int_list
 
     with user_errors():
         fmt = resolve_format(fmt, output)
         sizes = parse_int_list(batch_sizes, "--batch-sizes")
+        if top < 0:  # checked before the sweep, which can take minutes
+            raise ArchstatError(f"--top must be 0 (all rows) or more, not {top}")
         with _progress_bar(show_progress(fmt, output, sys.stderr.isatty())) as progress:
             report = benchmark(
                 models, device=device, batch_sizes=sizes, dtype=dtype,
