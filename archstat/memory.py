@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +51,7 @@ from archstat.analysis import _dtype, _input_shapes, analyze
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.spec import resolve_model
 from archstat.tracer import Trace
+from archstat.units import parse_int_list, parse_quantity
 
 #: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.
 OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}
@@ -61,8 +61,6 @@ _ADAM_STEP_BYTES = 4  # Adam's ``state["step"]``: a float32 scalar tensor per pa
 #: The largest batch :func:`largest_batch` looks for.
 MAX_BATCH = 2**31
 _SECANT_STEPS = 6  # then bisection, should memory be far from linear in the batch
-
-_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,8 @@ class MemoryEstimate:
 class MemoryReport:
     """The result of :func:`estimate_memory`: one estimate per batch size, in the order
     asked, and with a budget, the largest batch whose estimated peak fits it (0 when not
-    even batch 1 fits)."""
+    even batch 1 fits; when ``search_capped``, at least that: the search stops at
+    MAX_BATCH)."""
 
     model: str
     input_shape: list[tuple[int, ...]]
@@ -125,6 +124,12 @@ class MemoryReport:
     @property
     def train(self) -> bool:
         return self.optimizer is not None
+
+    @property
+    def search_capped(self) -> bool:
+        """Whether the budget search stopped at MAX_BATCH, so ``largest_batch`` is only a
+        lower bound."""
+        return self.largest_batch == MAX_BATCH
 
     @property
     def columns(self) -> list[str]:
@@ -169,7 +174,8 @@ class MemoryReport:
             "batches": render.records(self.batches),
         }
         if self.budget_bytes is not None:
-            data["fit"] = {"budget_bytes": self.budget_bytes, "largest_batch": self.largest_batch}
+            data["fit"] = {"budget_bytes": self.budget_bytes, "largest_batch": self.largest_batch,
+                           "search_capped": self.search_capped}
         return data
 
     def to_json(self) -> str:
@@ -180,45 +186,17 @@ class MemoryReport:
         return render.to_csv(self.batches)
 
 
-def parse_bytes(text: str | int) -> int:
-    """``24GiB``, ``24G`` (binary, like ``docker -m``), ``24GB`` (decimal), ``512MiB``,
-    ``1000000`` -> bytes. Raises ArchstatError unless the result is a positive number."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?)(b?)\s*", str(text).lower())
-        if not match:
-            raise ArchstatError(
-                f"memory budget {text!r} is not a size; e.g. 24GiB, 24GB, 512MiB or bytes")
-        number, prefix, binary, suffix_b = match.groups()
-        decimal = prefix and suffix_b and not binary  # GB, MB: powers of 1000
-        scale = 1000 ** ("kmgtp".index(prefix) + 1) if decimal else _UNITS[prefix]
-        value = int(float(number) * scale)
-    if value <= 0:
-        raise ArchstatError(f"memory budget must be positive, not {text!r}")
-    return value
-
-
-def parse_batches(batch: int | str | Sequence[int]) -> list[int]:
-    """``8``, ``"1,32,256"`` or ``[1, 32]`` -> a list of positive batch sizes."""
-    if isinstance(batch, str):
-        items: list[Any] = [b.strip() for b in batch.split(",")]
-    elif isinstance(batch, int):
-        items = [batch]
-    else:
-        items = list(batch)
-    sizes = []
-    for item in items:
-        try:
-            value = int(item) if not isinstance(item, float) else None
-        except (TypeError, ValueError):
-            value = None
-        if value is None or isinstance(item, bool) or value <= 0:
-            raise ArchstatError(f"batch must be a positive integer, not {item!r}")
-        sizes.append(value)
-    if not sizes:
-        raise ArchstatError("no batch size given")
-    return sizes
+def parse_budget(fit: int | str) -> int:
+    """A ``--fit`` budget in bytes, read as every archstat byte size is
+    (:func:`archstat.units.parse_quantity`: ``24GiB`` binary, ``24G`` and ``24GB``
+    decimal, a bare number bytes); it must be positive."""
+    try:
+        budget = parse_quantity(fit, "B")
+    except ArchstatError as exc:
+        raise ArchstatError(f"memory budget: {exc}") from None
+    if budget <= 0:
+        raise ArchstatError(f"memory budget must be positive, not {fit!r}")
+    return budget
 
 
 def _optimizer(name: str | None) -> str | None:
@@ -337,22 +315,25 @@ def estimate_memory(
     batch: int | str | Sequence[int] = 1,
     dtype: torch.dtype | str = torch.float32,
     train: bool = False,
-    optimizer: str = "sgd",
+    optimizer: str | None = None,
     fit: int | str | None = None,
     **config: Any,
 ) -> MemoryReport:
     """Estimate the peak memory of ``model`` for each batch size in ``batch`` (an int,
     ``"1,32,256"`` or a list), for inference or, with ``train``, for one training step with
-    ``optimizer`` (``sgd``, ``sgd-momentum`` or ``adam``). With ``fit`` (bytes, or a size
-    such as ``"24GiB"``), also find the largest batch whose estimated peak fits it.
+    ``optimizer`` (``sgd``, the default, ``sgd-momentum`` or ``adam``; only with ``train``).
+    With ``fit`` (bytes, or a size such as ``"24GiB"``), also find the largest batch whose
+    estimated peak fits it.
 
     ``model``, ``input_shape`` (without batch) and ``config`` are as for
     :func:`archstat.analyze`. Units and what each figure counts: see the module docstring.
     """
     torch_dtype = _dtype(dtype)
-    sizes = parse_batches(batch)
-    budget = parse_bytes(fit) if fit is not None else None
-    opt = _optimizer(optimizer) if train else None
+    sizes = parse_int_list(batch, "batch")
+    budget = parse_budget(fit) if fit is not None else None
+    if optimizer is not None and not train:
+        raise ArchstatError("--optimizer needs --train (an inference estimate has none)")
+    opt = _optimizer(optimizer or "sgd") if train else None
     resolved = resolve_model(model, **config)
     shapes = _input_shapes(input_shape, resolved.input_shape)
     cache: dict[int, MemoryEstimate] = {}

@@ -468,6 +468,9 @@ def memory_fit_line(report: Any) -> str | None:
     budget = human_bytes(report.budget_bytes)
     if not report.largest_batch:
         return f"does not fit in {budget} even at batch 1"
+    if report.search_capped:
+        return (f"largest batch within {budget}: at least {report.largest_batch} "
+                f"(the search stops there)")
     return f"largest batch within {budget}: {report.largest_batch}"
 
 

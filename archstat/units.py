@@ -1,18 +1,20 @@
 """Human units for budgets: ``"1.6G"`` flops, ``"7M"`` params, ``"25MiB"`` or ``"25MB"``.
 
-The one place that reads and writes them, so a budget file, the check table and
-``archstat budget`` agree. Prefixes: ``K`` (or ``k``), ``M``, ``G``, ``T``, ``P`` are
-powers of 1000; ``Ki``, ``Mi``, ``Gi``, ``Ti``, ``Pi`` are powers of 1024 and are only
-written before ``B``. ``B`` (bytes) is accepted only for byte quantities. Values are
-exact: the text is read as a decimal, never a float, so ``"1.6G"`` is 1,600,000,000.
-A value that is not a whole number (``"37.9MiB"`` is 39,741,030.4 bytes) is rounded
-down; every count is an integer, so a limit compared with ``<=`` means the same thing.
+The one place that reads and writes them, so a budget file, the check table,
+``archstat budget`` and ``archstat memory --fit`` agree. Prefixes: ``K`` (or ``k``),
+``M``, ``G``, ``T``, ``P`` are powers of 1000; ``Ki``, ``Mi``, ``Gi``, ``Ti``, ``Pi``
+are powers of 1024 and are only written before ``B``. ``B`` (bytes) is accepted only
+for byte quantities. Values are exact: the text is read as a decimal, never a float,
+so ``"1.6G"`` is 1,600,000,000. A value that is not a whole number (``"37.9MiB"`` is
+39,741,030.4 bytes) is rounded down; every count is an integer, so a limit compared
+with ``<=`` means the same thing.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 
@@ -64,6 +66,35 @@ def _parse_text(text: str, unit: str) -> int:
         raise ArchstatError(f"cannot read {text!r}; binary prefixes are written "
                             f"KiB, MiB, GiB, TiB")
     return math.floor(Decimal(number) * _scale(prefix, bool(binary)))
+
+
+def parse_int_list(value: int | str | Sequence[int], what: str) -> list[int]:
+    """``8``, ``"1,32,256"`` or ``[1, 32]`` -> a non-empty list of positive integers.
+    ``what`` names the list in errors (``"--batch-sizes"``)."""
+    if isinstance(value, str):
+        items: list[object] = [part.strip() for part in value.split(",")]
+    elif isinstance(value, int):
+        items = [value]
+    else:
+        items = list(value)
+    if not items:
+        raise ArchstatError(f"{what}: none given; expected positive integers, e.g. 1,8,32")
+    numbers = []
+    for item in items:
+        number = _positive_int(item)
+        if number is None:
+            raise ArchstatError(f"{what}: {item!r} is not a positive integer; "
+                                f"expected e.g. 1,8,32")
+        numbers.append(number)
+    return numbers
+
+
+def _positive_int(item: object) -> int | None:
+    if isinstance(item, str) and item.isascii() and item.isdigit():
+        item = int(item)
+    if isinstance(item, int) and not isinstance(item, bool) and item > 0:
+        return item
+    return None
 
 
 def _exact(value: int, scale: int) -> str:

@@ -189,8 +189,9 @@ def test_output_file_and_markdown(tmp_path) -> None:
     (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"],
      "--device cuda: CUDA is not available" if not torch.cuda.is_available()
      else "unknown device"),
-    (["-b", "1,x"], "malformed --batch-sizes"),
-    (["-b", "0"], "batch sizes must be positive"),
+    (["-b", "1,x"], "--batch-sizes: 'x' is not a positive integer"),
+    (["-b", "0"], "--batch-sizes: '0' is not a positive integer"),
+    (["--per-layer", "--top", "-1"], "--top must be 0 (all rows) or more"),
     (["--iters", "3", "--min-time", "1"], "give --iters or --min-time, not both"),
     (["--per-layer", "--compile"], "cannot be combined with --compile"),
     (["--dtype", "float64"], "unknown dtype"),

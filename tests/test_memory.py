@@ -16,10 +16,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 import archstat
+from archstat import render
+from archstat.budget import make_limit
 from archstat.cli import app, main
 from archstat.errors import ArchstatError
 from archstat.measure import measure_forward, measure_training_step, torch_optimizer, zoo_model
-from archstat.memory import estimate_memory, largest_batch, parse_batches, parse_bytes
+from archstat.memory import MAX_BATCH, estimate_memory, largest_batch, parse_budget
+from archstat.units import format_quantity
 
 F32 = 4
 
@@ -153,25 +156,39 @@ def test_largest_batch_search_is_exact_for_non_linear_totals(base, slope, bump, 
 
 
 @pytest.mark.parametrize(("text", "value"), [
-    ("24GiB", 24 * 2**30), ("24G", 24 * 2**30), ("24gb", 24 * 10**9), ("512MiB", 2**29),
+    ("24GiB", 24 * 2**30), ("24G", 24 * 10**9), ("24GB", 24 * 10**9), ("512MiB", 2**29),
     ("1.5KiB", 1536), ("1000", 1000), (4096, 4096), ("2 TB", 2 * 10**12),
+    ("4.1GB", 4_100_000_000),  # exact: a float product gave 4,099,999,999
 ])
-def test_parse_bytes(text, value) -> None:
-    assert parse_bytes(text) == value
+def test_parse_budget(text, value) -> None:
+    assert parse_budget(text) == value
+
+
+@given(st.integers(1, 10**18), st.sampled_from([None, False, True]))
+def test_fit_reads_sizes_as_budget_files_do(value, binary) -> None:
+    text = format_quantity(value, "B", binary)
+    assert parse_budget(text) == make_limit("max_activation_bytes", text).value == value
 
 
 @pytest.mark.parametrize("text", ["0", "0GiB", "-1GiB", "GiB", "24XB", "", "1e9"])
-def test_parse_bytes_rejects(text) -> None:
+def test_parse_budget_rejects(text) -> None:
     with pytest.raises(ArchstatError, match="budget"):
-        parse_bytes(text)
+        parse_budget(text)
 
 
-def test_parse_batches() -> None:
-    assert parse_batches("1, 32,256") == [1, 32, 256]
-    assert parse_batches(8) == [8]
-    for bad in ("0", "1,-2", "x", "1.5", "", [True]):
-        with pytest.raises(ArchstatError, match="batch"):
-            parse_batches(bad)
+def test_fit_beyond_the_search_cap_is_a_lower_bound() -> None:
+    report = estimate_memory("lenet5", fit="1PB")
+    assert report.largest_batch == MAX_BATCH and report.search_capped
+    assert report.to_dict()["fit"]["search_capped"] is True
+    assert render.memory_fit_line(report) == (
+        "largest batch within 909TiB: at least 2147483648 (the search stops there)")
+    assert not estimate_memory("lenet5", fit="1MiB").search_capped
+
+
+def test_optimizer_needs_train() -> None:
+    with pytest.raises(ArchstatError, match="--optimizer needs --train"):
+        estimate_memory("lenet5", optimizer="adam")
+    assert estimate_memory("lenet5", train=True).optimizer == "sgd"
 
 
 def test_live_bytes_after_joins_the_analysis() -> None:
@@ -232,10 +249,11 @@ def test_cli_csv_one_row_per_batch() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["memory", "alexnet", "--batch", "0"], "batch must be a positive integer"),
-    (["memory", "alexnet", "--batch", "1,x"], "batch must be a positive integer"),
+    (["memory", "alexnet", "--batch", "0"], "--batch: '0' is not a positive integer"),
+    (["memory", "alexnet", "--batch", "1,x"], "--batch: 'x' is not a positive integer"),
     (["memory", "alexnet", "--fit", "0"], "budget must be positive"),
-    (["memory", "alexnet", "--fit", "lots"], "is not a size"),
+    (["memory", "alexnet", "--fit", "lots"], "memory budget: cannot read 'lots'"),
+    (["memory", "alexnet", "--optimizer", "adam"], "--optimizer needs --train"),
     (["memory", "alexnet", "--dtype", "float33"], "unknown dtype"),
     (["memory", "alexnet", "--train", "--optimizer", "adamw"], "did you mean: adam"),
     (["memory", "alexnet", "--input", "3x8x8"], "forward failed"),

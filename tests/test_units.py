@@ -12,6 +12,7 @@ from archstat.errors import ArchstatError
 from archstat.units import (
     format_percent,
     format_quantity,
+    parse_int_list,
     parse_percent,
     parse_quantity,
     round_up_quantity,
@@ -76,6 +77,18 @@ def test_parse_examples(text, unit, value) -> None:
 def test_parse_rejects(value, unit, message) -> None:
     with pytest.raises(ArchstatError, match=message):
         parse_quantity(value, unit)
+
+
+def test_parse_int_list() -> None:
+    assert parse_int_list("1, 32,256", "batch") == [1, 32, 256]
+    assert parse_int_list(8, "batch") == parse_int_list([8], "batch") == [8]
+    for bad, item in (("0", "'0'"), ("1,-2", "'-2'"), ("x", "'x'"), ("1.5", "'1.5'"),
+                      ("", "''"), ("1,,2", "''"), ([True], "True"), ([2.0], "2.0")):
+        with pytest.raises(ArchstatError, match=f"^--batch-sizes: {item} is not a positive "
+                                                f"integer; expected e.g. 1,8,32$"):
+            parse_int_list(bad, "--batch-sizes")
+    with pytest.raises(ArchstatError, match="batch: none given"):
+        parse_int_list([], "batch")
 
 
 def test_format_examples() -> None:

@@ -42,6 +42,7 @@ from archstat.bench.devices import Peak, find_device, peak_for
 from archstat.bench.timing import CpuTimer, CudaTimer, Policy, Timer, measure, time_call, warm_up
 from archstat.errors import ArchstatError
 from archstat.spec import resolve_model
+from archstat.units import parse_int_list
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("auto", "cuda", "cpu")
@@ -125,7 +126,7 @@ def benchmark(
     ``torch.compile``.
     """
     policy = _policy(warmup, iters, min_time)
-    batch_sizes = _batch_sizes(batch_sizes)
+    batch_sizes = parse_int_list(batch_sizes, "batch_sizes")
     if dtype not in DTYPES:
         raise ArchstatError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if per_layer and compile:
@@ -172,22 +173,6 @@ def _policy(warmup: int, iters: int | None, min_time: float | None) -> Policy:
         raise ArchstatError(f"--min-time must be a positive number of seconds, not {min_time}")
     return Policy(warmup=warmup, iters=iters,
                   min_time_s=min_time if min_time is not None else Policy.min_time_s)
-
-
-def _batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
-    sizes = list(batch_sizes)
-    if not sizes or any(not isinstance(b, int) or b <= 0 for b in sizes):
-        raise ArchstatError(f"batch sizes must be positive integers, not {sizes}")
-    return sizes
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    """``"1,8,32"`` -> ``[1, 8, 32]``."""
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ArchstatError(f"malformed --batch-sizes {text!r}; expected e.g. 1,8,32") from None
-    return _batch_sizes(sizes)
 
 
 def resolve_device(device: str) -> str:

@@ -76,12 +76,15 @@ def bench(
     """Measured latency (min, median, p90, p99), throughput and achieved TFLOP/s of
     MODEL(s) at each batch size, with roofline context on known GPUs."""
     from archstat.bench import benchmark
-    from archstat.bench.harness import parse_batch_sizes
     from archstat.bench.view import render_report
+    from archstat.errors import ArchstatError
+    from archstat.units import parse_int_list
 
     with user_errors():
         fmt = resolve_format(fmt, output)
-        sizes = parse_batch_sizes(batch_sizes)
+        sizes = parse_int_list(batch_sizes, "--batch-sizes")
+        if top < 0:  # checked before the sweep, which can take minutes
+            raise ArchstatError(f"--top must be 0 (all rows) or more, not {top}")
         with _progress_bar(show_progress(fmt, output, sys.stderr.isatty())) as progress:
             report = benchmark(
                 models, device=device, batch_sizes=sizes, dtype=dtype,

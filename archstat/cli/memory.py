@@ -26,8 +26,8 @@ def memory(
     dtype: DtypeOpt = "float32",
     train: Annotated[bool, typer.Option("--train", help="One training step instead of "
                                         "inference.")] = False,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="With --train: sgd, "
-                                           "sgd-momentum or adam.")] = "sgd",
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="With --train: sgd "
+                                                  "(default), sgd-momentum or adam.")] = None,
     fit: Annotated[str | None, typer.Option("--fit", help="Also find the largest batch whose "
                                             "peak fits this budget, e.g. 24GiB.")] = None,
     fmt: FormatOpt = "table",
@@ -37,9 +37,11 @@ def memory(
     --train saved activations, gradients, optimizer state and the training-step peak."""
     from archstat import render
     from archstat.memory import estimate_memory
+    from archstat.units import parse_int_list
 
     with user_errors():
         fmt = resolve_format(fmt, output)
-        report = estimate_memory(model, input_shape=input or None, batch=batch, dtype=dtype,
+        sizes = parse_int_list(batch, "--batch")
+        report = estimate_memory(model, input_shape=input or None, batch=sizes, dtype=dtype,
                                  train=train, optimizer=optimizer, fit=fit)
         emit(render.render_memory(report, fmt), output)
