@@ -137,10 +137,8 @@ def load_budgets(path: str | Path | None = None) -> BudgetFile:
     text = _read_text(target, display)
     document = _parse_toml(text, display)
     is_pyproject = target.name == "pyproject.toml"
-    table = document.get("tool", {}).get("archstat") if is_pyproject else document
+    table = _tool_archstat(document, text, display) if is_pyproject else document
     where = "[tool.archstat]" if is_pyproject else display
-    if not isinstance(table, dict):
-        raise BudgetFileError(display, 1, "no [tool.archstat] table")
     for key in table:
         if key != "budget":
             raise BudgetFileError(display, _key_line(text, key),
@@ -157,6 +155,21 @@ def load_budgets(path: str | Path | None = None) -> BudgetFile:
                for i, e in enumerate(raw)]
     _refuse_duplicate_labels(entries, display)
     return BudgetFile(target, display, entries)
+
+
+def _tool_archstat(document: dict[str, Any], text: str, display: str) -> dict[str, Any]:
+    """The ``[tool.archstat]`` table of a pyproject.toml."""
+    tool = document.get("tool", {})
+    if not isinstance(tool, dict):
+        raise BudgetFileError(display, _key_line(text, "tool"),
+                              f"tool: expected a table, got {_toml_type(tool)}")
+    if "archstat" not in tool:
+        raise BudgetFileError(display, 1, "no [tool.archstat] table")
+    table = tool["archstat"]
+    if not isinstance(table, dict):
+        raise BudgetFileError(display, _key_line(text, "archstat"),
+                              f"tool.archstat: expected a table, got {_toml_type(table)}")
+    return table
 
 
 def _display_path(path: Path) -> str:

@@ -30,6 +30,7 @@ from archstat.units import format_percent
 SNAPSHOT_FORMAT = 1
 #: Totals a diff compares and a baseline guards, with their units ("" counts, "B" bytes).
 TOTAL_METRICS = {"flops": "", "params": "", "activation_bytes": "B"}
+LAYER_METRICS = ("params", "flops", "activation_bytes")
 
 
 def snapshot(
@@ -93,9 +94,67 @@ def load_snapshot(path: str | Path) -> Snapshot:
     if document["archstat_snapshot"] != SNAPSHOT_FORMAT:
         raise ArchstatError(f"{display} has snapshot format {document['archstat_snapshot']}; "
                             f"this archstat reads format {SNAPSHOT_FORMAT}")
+    models = _models(document, display)
     return Snapshot(display, str(document.get("archstat_version")),
-                    str(document.get("torch_version")),
-                    {m["model"]: m for m in document.get("models", [])})
+                    str(document.get("torch_version")), {m["model"]: m for m in models})
+
+
+# --- snapshot schema: a hand-edited or truncated file is one precise message, not a
+# KeyError deep inside a diff
+
+_RECORD_KEYS = {"input_shape": (list, "an array"),
+                "batch": (int, "an integer"), "convention": (str, "a string"),
+                "dtype": (str, "a string"), "totals": (dict, "an object"),
+                "layers": (list, "an array")}
+_LAYER_KEYS = {"name": (str, "a string"), "type": (str, "a string"),
+               **{m: (int, "an integer") for m in LAYER_METRICS}}
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "an array", dict: "an object", type(None): "null"}
+    return f"{names[type(value)]} ({json.dumps(value)[:40]})"
+
+
+def _expect(display: str, name: str, value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ArchstatError(f"{display}: {name}: expected {what}, got {_json_type(value)}")
+    return value
+
+
+def _field(display: str, container: dict[str, Any], prefix: str, key: str, kind: type,
+           what: str) -> Any:
+    if key not in container:
+        raise ArchstatError(f"{display}: {prefix}{key} is missing")
+    return _expect(display, f"{prefix}{key}", container[key], kind, what)
+
+
+def _models(document: dict[str, Any], display: str) -> list[dict[str, Any]]:
+    """The document's model records, each checked for what a diff reads from it."""
+    models = _field(display, document, "", "models", list, "an array of models")
+    if not models:
+        raise ArchstatError(f"{display} holds no model; make one with "
+                            f"`archstat snapshot MODEL... -o {display}`")
+    for i, record in enumerate(models):
+        _expect(display, f"models[{i}]", record, dict, "an object")
+        model = _field(display, record, f"models[{i}].", "model", str, "a string")
+        for key, (kind, what) in _RECORD_KEYS.items():
+            _field(display, record, f"model {model!r} ", key, kind, what)
+        shapes = record["input_shape"]
+        shapes = shapes if shapes and isinstance(shapes[0], list) else [shapes]
+        for shape in shapes:  # one shape without batch, or a list of them for several inputs
+            if not isinstance(shape, list) or not shape or not all(
+                    isinstance(d, int) and d > 0 for d in shape):
+                raise ArchstatError(f"{display}: model {model!r} input_shape: expected a "
+                                    f"shape such as [3, 224, 224], got {_json_type(shape)}")
+        for metric in TOTAL_METRICS:
+            _field(display, record["totals"], f"model {model!r} totals.", metric, int,
+                   "an integer")
+        for j, layer in enumerate(record["layers"]):
+            _expect(display, f"model {model!r} layers[{j}]", layer, dict, "an object")
+            for key, (kind, what) in _LAYER_KEYS.items():
+                _field(display, layer, f"model {model!r} layers[{j}].", key, kind, what)
+    return models
 
 
 def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
@@ -121,9 +180,6 @@ def settings_text(settings: dict[str, Any]) -> str:
 
 
 # --- layer alignment
-
-LAYER_METRICS = ("params", "flops", "activation_bytes")
-
 
 @dataclass(frozen=True)
 class LayerChange:

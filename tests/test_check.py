@@ -166,6 +166,21 @@ def test_pyproject_tool_archstat_table(tmp_path, capsys, monkeypatch, lenet_macs
     assert out.splitlines()[0].startswith("::error file=pyproject.toml,line=10,")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tool = 1\n", ":1: tool: expected a table, got an integer (1)"),
+        ('[project]\nname = "demo"\n\n[tool]\narchstat = 3\n',
+         ":5: tool.archstat: expected a table, got an integer (3)"),
+    ],
+)
+def test_pyproject_tool_that_is_not_a_table_is_exit_2(tmp_path, capsys, text, message) -> None:
+    path = write(tmp_path, text, "pyproject.toml")
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{path.as_posix()}{message}" in err, err
+
+
 # --- CI formats
 
 BUDGETS = """\

@@ -159,6 +159,34 @@ def test_diff_user_errors(tmp_path, capsys) -> None:
     assert code == 2 and "did you mean: lenet5" in err
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(models="x"),
+         ': models: expected an array of models, got a string ("x")'),
+        (lambda d: d.update(models=[]), " holds no model; make one with `archstat snapshot"),
+        (lambda d: d["models"][0].pop("input_shape"), ": model 'lenet5' input_shape is missing"),
+        (lambda d: d["models"][0]["layers"][3].pop("type"),
+         ": model 'lenet5' layers[3].type is missing"),
+        (lambda d: d["models"][0].update(totals={"flops": "x"}),
+         ': model \'lenet5\' totals.flops: expected an integer, got a string ("x")'),
+        (lambda d: d["models"][0].update(input_shape=[[1, 32, 32], 2]),
+         ": model 'lenet5' input_shape: expected a shape such as [3, 224, 224], got an integer"),
+    ],
+)
+def test_malformed_snapshot_is_one_line_and_exit_2(tmp_path, capsys, edit, message) -> None:
+    baseline = take(tmp_path, capsys, "lenet5", input=None)
+    data = json.loads(baseline.read_text())
+    edit(data)
+    baseline.write_text(json.dumps(data))
+    budgets = tmp_path / "archstat.toml"
+    budgets.write_text('[[budget]]\nmodel = "lenet5"\nbaseline = "baseline.json"\n')
+    for args in (["diff", str(baseline)], ["check", str(budgets)]):  # both read snapshots
+        code, _, err = run(capsys, *args)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"{baseline.as_posix()}{message}" in err, err
+
+
 def test_older_versions_are_noted(tmp_path, capsys) -> None:
     baseline = take(tmp_path, capsys, "lenet5", input=None)
     data = json.loads(baseline.read_text())
