@@ -13,21 +13,12 @@ import argparse
 import json
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's archstat, installed or not
 
-
-def best(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from bench_bottleneck import best_of  # noqa: E402  (beside this script; best of n after a warm-up)
 
 
 def main() -> None:
@@ -45,18 +36,18 @@ def main() -> None:
     models = list_models()
     report = run_checks(REPO / "archstat.toml")
     print(f"check archstat.toml ({len(report.results)} limits, {len(models)} models): "
-          f"{best(lambda: run_checks(REPO / 'archstat.toml'), repeat):.2f} s")
-    print(f"snapshot of the zoo: {best(lambda: snapshot(models), repeat):.2f} s")
+          f"{best_of(repeat, lambda: run_checks(REPO / 'archstat.toml')):.2f} s")
+    print(f"snapshot of the zoo: {best_of(repeat, lambda: snapshot(models)):.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "zoo.json"
         baseline.write_text(render.to_json(snapshot(models)))
-        print(f"diff of the zoo against it: {best(lambda: diff(baseline), repeat):.2f} s")
+        print(f"diff of the zoo against it: {best_of(repeat, lambda: diff(baseline)):.2f} s")
     layers = json.loads(archstat.analyze("resnet152").to_json())["layers"]
     grown = layers[:200] + [dict(layers[200], name="inserted")] + layers[200:]
     changes, unchanged = align_layers(layers, grown)
     assert len(changes) == 1 and unchanged == len(layers)
     print(f"align {len(layers)} resnet152 layers with one inserted: "
-          f"{best(lambda: align_layers(layers, grown), repeat) * 1000:.1f} ms")
+          f"{best_of(repeat, lambda: align_layers(layers, grown)) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
