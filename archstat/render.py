@@ -117,7 +117,7 @@ def display_rows(
 
 def _numeric_column(rows: Sequence[Sequence[str]], i: int) -> bool:
     """Whether every non-empty cell of column ``i`` reads as a (signed) number."""
-    cells = [r[i].lstrip("+-") for r in rows if r[i]]
+    cells = [r[i].lstrip("+-<>") for r in rows if r[i]]
     return bool(cells) and all(c[:1].isdigit() for c in cells)
 
 

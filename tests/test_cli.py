@@ -164,3 +164,10 @@ def test_table_written_to_a_file_ignores_the_terminal(tmp_path) -> None:
     text = target.read_text()
     assert "\x1b" not in text and "…" not in text
     assert "layer1.0.conv1" in text and "total (" in text
+
+
+def test_signed_and_bounded_numbers_are_right_aligned() -> None:
+    from archstat.render import to_markdown
+
+    text = to_markdown(["metric", "headroom %"], [["flops", "-<0.01%"], ["params", "0.17%"]])
+    assert text.splitlines()[1] == "| --- | ---: |"
