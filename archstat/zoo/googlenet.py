@@ -119,6 +119,23 @@ class _GoogLeNetBody(nn.Module):
     def _aux_enabled(self) -> bool:
         raise NotImplementedError
 
+    def _add_inceptions(self, block: type[nn.Module], maxpool4: int) -> None:
+        """Table 1's inception modules and the max pools between them, built of ``block``
+        (the paper's conv+ReLU or torchvision's conv+BN+ReLU)."""
+        self.inception3a = block(192, *TABLE1["3a"])
+        self.inception3b = block(256, *TABLE1["3b"])
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+        self.inception4a = block(480, *TABLE1["4a"])
+        self.inception4b = block(512, *TABLE1["4b"])
+        self.inception4c = block(512, *TABLE1["4c"])
+        self.inception4d = block(512, *TABLE1["4d"])
+        self.inception4e = block(528, *TABLE1["4e"])
+        self.maxpool4 = nn.MaxPool2d(maxpool4, stride=2, ceil_mode=True)
+
+        self.inception5a = block(832, *TABLE1["5a"])
+        self.inception5b = block(832, *TABLE1["5b"])
+
     def forward(
         self, x: torch.Tensor
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -179,19 +196,7 @@ class GoogLeNet(_GoogLeNetBody):
         self.norm2 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75)
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        self.inception3a = Inception(192, *TABLE1["3a"])
-        self.inception3b = Inception(256, *TABLE1["3b"])
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-
-        self.inception4a = Inception(480, *TABLE1["4a"])
-        self.inception4b = Inception(512, *TABLE1["4b"])
-        self.inception4c = Inception(512, *TABLE1["4c"])
-        self.inception4d = Inception(512, *TABLE1["4d"])
-        self.inception4e = Inception(528, *TABLE1["4e"])
-        self.maxpool4 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-
-        self.inception5a = Inception(832, *TABLE1["5a"])
-        self.inception5b = Inception(832, *TABLE1["5b"])
+        self._add_inceptions(Inception, maxpool4=3)
 
         self.avgpool = nn.AvgPool2d(7, stride=1)
         self.dropout = nn.Dropout(p=0.4)
@@ -306,21 +311,9 @@ class GoogLeNetBN(_GoogLeNetBody):
         self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        self.inception3a = InceptionBN(192, *TABLE1["3a"])
-        self.inception3b = InceptionBN(256, *TABLE1["3b"])
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-
-        self.inception4a = InceptionBN(480, *TABLE1["4a"])
-        self.inception4b = InceptionBN(512, *TABLE1["4b"])
-        self.inception4c = InceptionBN(512, *TABLE1["4c"])
-        self.inception4d = InceptionBN(512, *TABLE1["4d"])
-        self.inception4e = InceptionBN(528, *TABLE1["4e"])
-        # Known deviation kept from torchvision: a 2x2/2 pool where the paper has 3x3/2
+        # Known deviation kept from torchvision: a 2x2/2 maxpool4 where the paper has 3x3/2
         # (both give 7x7 from 14x14).
-        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-
-        self.inception5a = InceptionBN(832, *TABLE1["5a"])
-        self.inception5b = InceptionBN(832, *TABLE1["5b"])
+        self._add_inceptions(InceptionBN, maxpool4=2)
 
         self.aux1 = InceptionAuxBN(512, num_classes) if aux_logits else None
         self.aux2 = InceptionAuxBN(528, num_classes) if aux_logits else None
