@@ -2,9 +2,16 @@
 
 Units, everywhere in this module:
 
-* ``params``: number of parameter elements (weights and biases); a parameter shared by
-  several layers is counted at its first use only.
-* ``activation_bytes``: bytes of a layer's output tensors, for the traced batch and dtype.
+* ``params``: number of parameter elements (weights and biases), counted by data flow:
+  in the layer whose op first reads them, whether or not their own module was called
+  (a parameter shared by several layers counts at its first use only). Parameters the
+  forward never reads are ``params_unused``; ``params + params_unused`` is the model's
+  parameter count.
+* ``activation_bytes``: bytes of new storage the layer's ops allocate, for the traced
+  batch and dtype (a view or an in-place result allocates nothing; every new output
+  counts, max pooling's indices too). Summed, the bytes the forward allocates.
+* ``peak_activation_bytes`` (totals): the most activation storage live at once
+  (:mod:`archstat.liveness`), the same figure as ``archstat memory``'s.
 * ``live_bytes_after``: bytes of all activation storages still live once the layer has
   run (see :mod:`archstat.liveness`; the model's input, parameters and buffers excluded),
   the memory profile over depth.
@@ -25,9 +32,19 @@ from torch import nn
 from archstat import liveness, render
 from archstat.conventions import Convention, get_convention
 from archstat.errors import ArchstatError
+from archstat.inputs import (
+    FLOAT_DTYPES,
+    InputSpec,
+    ModelInputs,
+    dtype_name,
+    example_inputs,
+    input_specs,
+    make_inputs,
+)
+from archstat.metakernels import tensors_in
 from archstat.ops import KINDS, op_kind
-from archstat.spec import parse_shape, resolve_model
-from archstat.tracer import Trace, trace
+from archstat.spec import ResolvedModel, resolve_model
+from archstat.tracer import DataDependentError, Trace, trace
 
 FLOP_COLUMNS = ["flops"] + [f"flops_{kind}" for kind in KINDS]
 LAYER_COLUMNS = [
@@ -43,8 +60,10 @@ class Analysis:
     """The result of :func:`analyze`.
 
     ``layers`` has one row per layer record (see LAYER_COLUMNS), in execution order;
-    ``totals`` sums them (``layers`` is the row count); ``unhandled`` lists ops that did
-    work the convention has no formula for (op, calls, modules).
+    ``totals`` sums them (``layers`` is the row count) and adds ``params_unused`` and
+    ``peak_activation_bytes``; ``unhandled`` lists ops that did work the convention has
+    no formula for (op, calls, modules); ``unused_params`` maps a module path to the
+    elements of its own parameters that the forward never read.
     """
 
     model: str
@@ -56,11 +75,30 @@ class Analysis:
     unhandled: pd.DataFrame
     module_types: dict[str, str] = field(default_factory=dict, repr=False)
     trace: Trace | None = field(default=None, repr=False)
+    unused_params: dict[str, int] = field(default_factory=dict)
+    peak_activation_bytes: int = 0
+    #: every input as specified (shape without batch, dtype if not the model's, name)
+    input_specs: list[InputSpec] = field(default_factory=list)
+
+    @property
+    def executed(self) -> bool:
+        """Whether the model ran for real on the CPU (its forward needs values)."""
+        return bool(self.trace is not None and self.trace.real)
+
+    @property
+    def data_dependent(self) -> list[tuple[str, str]]:
+        """(op, module) of the ops whose results depended on values, on a real run."""
+        return list(self.trace.data_dependent) if self.trace is not None else []
 
     @property
     def totals(self) -> dict[str, int]:
-        sums = {col: int(self.layers[col].sum()) for col in ("params", "flops", "activation_bytes")}
-        return {**sums, "layers": len(self.layers)}
+        """Exact integers (Python ints, whatever their size)."""
+        sums = {col: sum(int(v) for v in self.layers[col])
+                for col in ("params", "flops", "activation_bytes")}
+        return {"params": sums["params"], "params_unused": sum(self.unused_params.values()),
+                "flops": sums["flops"], "activation_bytes": sums["activation_bytes"],
+                "peak_activation_bytes": self.peak_activation_bytes,
+                "layers": len(self.layers)}
 
     def at_depth(self, depth: int) -> Analysis:
         """The same analysis with records aggregated to module-path depth ``depth``."""
@@ -74,6 +112,8 @@ class Analysis:
             "batch": self.batch,
             "convention": self.convention,
             "dtype": self.dtype,
+            "inputs": [s.to_dict(self.dtype) for s in self.input_specs],
+            "execution": "cpu" if self.executed else "meta",
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +123,10 @@ class Analysis:
             "totals": self.totals,
             "layers": render.records(self.layers),
             "unhandled": render.records(self.unhandled),
+            "unused_params": [{"module": m or "(root)", "params": n}
+                              for m, n in self.unused_params.items()],
+            "data_dependent": [{"op": op, "module": where}
+                               for op, where in dict.fromkeys(self.data_dependent)],
         }
 
     def to_csv(self) -> str:
@@ -119,39 +163,17 @@ def aggregate(layers: pd.DataFrame, depth: int, module_types: dict[str, str]) ->
     return pd.DataFrame(rows, columns=layers.columns)
 
 
-def _dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise ArchstatError(f"unknown dtype {dtype!r}; e.g. float32, float16, bfloat16")
-    return value
+def float_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """The model's floating dtype: parameters, buffers and floating inputs are traced in it."""
+    return getattr(torch, dtype_name(dtype, FLOAT_DTYPES, "the model's dtype"))
 
 
-def _input_shapes(
-    input_shape: str | Sequence[int] | Sequence[Sequence[int]] | None,
-    default: tuple[int, ...],
-) -> list[tuple[int, ...]]:
-    if input_shape is None:
-        return [default]
-    if isinstance(input_shape, str):
-        return [parse_shape(input_shape)]
-    items = list(input_shape)
-    if items and all(isinstance(d, int) for d in items):
-        shapes = [tuple(items)]
-    else:
-        shapes = [parse_shape(s) if isinstance(s, str) else tuple(s) for s in items]
-    for shape in shapes:
-        if not shape or any(not isinstance(d, int) or d <= 0 for d in shape):
-            raise ArchstatError(f"input shape {shape} must have positive integer dimensions")
-    return shapes
-
-
-def layer_table(t: Trace, convention: Convention) -> tuple[pd.DataFrame, pd.DataFrame]:
+def layer_table(t: Trace, convention: Convention, live: liveness.LiveProfile | None = None,
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply ``convention`` to a trace: the layers table and the unhandled-ops table."""
     rows = []
     unhandled: dict[str, dict[str, Any]] = {}
-    live_after = liveness.live_bytes_after_records(t, liveness.profile(t))
+    live_after = liveness.live_bytes_after_records(t, live or liveness.profile(t))
     for record, live in zip(t.records, live_after, strict=True):
         flops = dict.fromkeys(FLOP_COLUMNS, 0)
         missing = 0
@@ -180,7 +202,8 @@ def layer_table(t: Trace, convention: Convention) -> tuple[pd.DataFrame, pd.Data
             **flops, "unhandled_ops": missing, "ops": "+".join(dict.fromkeys(names)),
             "live_bytes_after": live,
         })
-    layers = pd.DataFrame(rows, columns=LAYER_COLUMNS)
+    # object columns keep Python ints: exact at any size (int64 would wrap)
+    layers = pd.DataFrame(rows, columns=LAYER_COLUMNS, dtype=object)
     missing_rows = [
         {"op": op, "calls": v["calls"], "modules": ",".join(m or "(root)" for m in v["modules"])}
         for op, v in unhandled.items()
@@ -190,13 +213,14 @@ def layer_table(t: Trace, convention: Convention) -> tuple[pd.DataFrame, pd.Data
 
 def analyze(
     model: str | nn.Module,
-    input_shape: str | Sequence[int] | Sequence[Sequence[int]] | None = None,
+    input_shape: str | Sequence[Any] | None = None,
     batch: int = 1,
     convention: str | Convention = "macs",
     dtype: torch.dtype | str = torch.float32,
     depth: int | None = None,
     inputs: Any = None,
     train: bool = False,
+    execute: str = "auto",
     **config: Any,
 ) -> Analysis:
     """Trace ``model`` on the meta device and count, layer by layer, parameters,
@@ -204,52 +228,101 @@ def analyze(
 
     ``model`` is a zoo name, a spec string (``package.module:callable``,
     ``torchvision:NAME``, ``timm:NAME``) or an ``nn.Module`` (left unchanged).
-    ``input_shape`` excludes the batch dimension (``(3, 224, 224)`` or ``"3x224x224"``,
-    or a list of shapes for a model with several inputs); it defaults to the zoo entry's
-    input, else 3x224x224. ``inputs`` instead passes example inputs (a tensor, a tuple of
-    positional inputs, or a dict of keyword inputs); only their shapes and dtypes are used.
-    ``config`` goes to a zoo builder (e.g. ``aux=True`` for googlenet). ``train`` traces
-    the model in training mode with autograd on (dropout active, batch norm on batch
-    statistics; ``trace.saved`` then lists what autograd keeps for backward) instead of
-    in eval mode.
+    ``input_shape`` describes the inputs without the batch dimension: a shape
+    (``(3, 224, 224)``, ``"3x224x224"``), a spec string with a dtype and a keyword name
+    (``"input_ids=128:int64"``, see :mod:`archstat.inputs`), or a list of those for a model
+    with several inputs; it defaults to the zoo entry's input, else 3x224x224. ``inputs``
+    instead passes example inputs (a tensor, a tuple of positional inputs, or a dict of
+    keyword inputs); only their shapes and dtypes are used. ``dtype`` is the model's
+    floating dtype (float32, float16, bfloat16 or float64). ``config`` goes to the
+    model's builder (e.g. ``aux=True`` for googlenet). ``train`` traces the model in
+    training mode with autograd on (dropout active, batch norm on batch statistics;
+    ``trace.saved`` then lists what autograd keeps for backward) instead of in eval mode.
+
+    A forward that needs real values (``nonzero``, ``.item()``, a boolean mask, NMS,
+    ``if x.sum() > 0``) cannot run on meta. With ``execute="auto"`` (the default) such a
+    model is then run for real on the CPU, with seeded random weights and inputs (integer
+    inputs are zeros unless their spec gives a range), and counted under the same
+    conventions: ``result.executed`` is True and ``result.data_dependent`` names the ops
+    whose results depended on the values (counts after them hold for that input only).
+    ``execute="never"`` raises instead.
     """
     conv = get_convention(convention)
-    torch_dtype = _dtype(dtype)
-    if not isinstance(batch, int) or batch <= 0:
-        raise ArchstatError(f"batch must be a positive integer, not {batch!r}")
-    resolved = resolve_model(model, **config)
-    if inputs is not None:
-        args, kwargs = _example_inputs(inputs)
-        shapes = [tuple(t.shape) for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
-        batch = shapes[0][0] if shapes and shapes[0] else batch
-    else:
-        shapes = [(batch, *s) for s in _input_shapes(input_shape, resolved.input_shape)]
-        try:
-            args = tuple(torch.empty(s, dtype=torch_dtype, device="meta") for s in shapes)
-        except RuntimeError as exc:  # sizes whose byte count overflows
-            shape_text = ", ".join("x".join(map(str, s[1:])) for s in shapes)
-            raise ArchstatError(f"input {shape_text} at batch {batch} is too large: "
-                                f"{str(exc).splitlines()[0]}") from None
-        kwargs = {}
-    t = trace(resolved.module, args, kwargs, dtype=torch_dtype, train=train)
-    layers, unhandled = layer_table(t, conv)
+    resolved, model_inputs, t = traced(model, input_shape, batch, dtype, inputs, train,
+                                       execute, config)
+    live = liveness.profile(t)
+    layers, unhandled = layer_table(t, conv, live)
+    fdtype = str(float_dtype(dtype)).removeprefix("torch.")
     result = Analysis(
         model=resolved.label,
-        input_shape=[s[1:] for s in shapes],
-        batch=batch,
+        input_shape=[s.shape for s in model_inputs.specs],
+        batch=model_inputs.batch,
         convention=conv.name,
-        dtype=str(torch_dtype).removeprefix("torch."),
+        dtype=fdtype,
         layers=layers,
         unhandled=unhandled,
         module_types={name: type(m).__name__ for name, m in resolved.module.named_modules()},
         trace=t,
+        unused_params=dict(t.unused_params),
+        peak_activation_bytes=live.peak_bytes,
+        input_specs=list(model_inputs.specs),
     )
     return result.at_depth(depth) if depth is not None else result
 
 
-def _example_inputs(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if isinstance(inputs, dict):
-        return (), dict(inputs)
-    if isinstance(inputs, torch.Tensor):
-        return (inputs,), {}
-    return tuple(inputs), {}
+#: How a forward that needs real values is handled (see :func:`analyze`).
+EXECUTE = ("auto", "never")
+
+
+def traced(
+    model: str | nn.Module,
+    input_shape: Any,
+    batch: int,
+    dtype: torch.dtype | str,
+    inputs: Any,
+    train: bool,
+    execute: str,
+    config: dict[str, Any],
+) -> tuple[ResolvedModel, ModelInputs, Trace]:
+    """Resolve ``model`` and its inputs and trace it: on meta, or for real on the CPU
+    when the forward needs values and ``execute`` allows it (see :func:`analyze`)."""
+    if execute not in EXECUTE:
+        raise ArchstatError(f"execute must be one of {', '.join(EXECUTE)}, not {execute!r}")
+    torch_dtype = float_dtype(dtype)
+    resolved = resolve_model(model, **config)
+    if inputs is not None:
+        model_inputs = example_inputs(inputs, torch_dtype)
+    else:
+        model_inputs = make_inputs(input_specs(input_shape, resolved.input_shape), batch,
+                                   torch_dtype)
+    try:
+        t = trace(resolved.module, model_inputs.args, model_inputs.kwargs, dtype=torch_dtype,
+                  train=train)
+    except DataDependentError as exc:
+        if execute == "never":
+            raise ArchstatError(f"{exc}; analyze it with execute='auto' to run it on the "
+                                "CPU with seeded weights and inputs") from None
+        module = _real_module(resolved, exc)
+        real = _real_inputs(model_inputs, inputs, torch_dtype, exc)
+        t = trace(module, real.args, real.kwargs, dtype=torch_dtype, train=train, real=True)
+    return resolved, model_inputs, t
+
+
+def _real_module(resolved: ResolvedModel, exc: DataDependentError) -> nn.Module:
+    if resolved.build is not None:
+        return resolved.build("cpu")
+    if any(t.is_meta for t in (*resolved.module.parameters(), *resolved.module.buffers())):
+        raise ArchstatError(f"{exc}; this module's weights are on meta, so it cannot run: "
+                            "pass it with real weights (on the CPU) to count it on a real "
+                            "run") from None
+    return resolved.module
+
+
+def _real_inputs(model_inputs: ModelInputs, given: Any, dtype: torch.dtype,
+                 exc: DataDependentError) -> ModelInputs:
+    if given is not None:
+        if any(t.is_meta for t in tensors_in(given)):
+            raise ArchstatError(f"{exc}; the example inputs are on meta, so the model cannot "
+                                "run: pass real tensors (their values are used)") from None
+        return model_inputs
+    return make_inputs(model_inputs.specs, model_inputs.batch, dtype, device="cpu")

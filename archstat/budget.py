@@ -4,13 +4,14 @@ A file holds an array of ``[[budget]]`` tables, one per model and setting::
 
     [[budget]]
     model = "googlenet"           # zoo name or spec string (package.module:callable)
-    input = "3x224x224"           # optional; a list of shapes for several inputs
+    input = "3x224x224"           # optional; a list for several inputs; "ids=128:int64"
     batch = 1                     # optional
     convention = "macs"           # optional; the unit of max_flops
     max_flops = "1.6G"            # multiply-accumulates under "macs"
     max_params = "7M"             # parameter elements
-    max_activation_bytes = "40MB" # sum of every layer's output bytes
-    max_layer_activation_bytes = "3.3MB"  # the largest single layer's output bytes
+    max_activation_bytes = "58MB" # bytes of new storage the forward allocates
+    max_layer_activation_bytes = "3.3MB"  # the most one layer allocates
+    max_peak_activation_bytes = "10MB"    # the most activation storage live at once
     baseline = "baseline.json"    # optional: `archstat snapshot` output, beside this file
     tolerance = "0.5%"            # optional: growth over the baseline that still passes
 
@@ -43,6 +44,7 @@ LIMIT_KEYS: dict[str, tuple[str, str]] = {
     "max_params": ("params", ""),
     "max_activation_bytes": ("activation_bytes", "B"),
     "max_layer_activation_bytes": ("layer_activation_bytes", "B"),
+    "max_peak_activation_bytes": ("peak_activation_bytes", "B"),
 }
 ENTRY_KEYS = ("model", "name", "input", "batch", "convention", "dtype", *LIMIT_KEYS,
               "baseline", "tolerance")
@@ -81,7 +83,7 @@ class BudgetEntry:
     index: int
     label: str
     model: str
-    input_shape: list[tuple[int, ...]] | None
+    input_shape: list[Any] | None  # InputSpecs (archstat.inputs)
     batch: int
     convention: str
     dtype: str
@@ -320,25 +322,26 @@ class _EntryReader:
             raise self.fail("convention", str(exc)) from None
 
     def dtype(self) -> str:
-        import torch
+        from archstat.inputs import FLOAT_DTYPES, dtype_name
 
         dtype = self.string("dtype", "float32")
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise self.fail("dtype", f"unknown dtype {dtype!r}; e.g. float32, float16, bfloat16")
-        return dtype
+        try:
+            return dtype_name(dtype, FLOAT_DTYPES, "the model's dtype")
+        except ArchstatError as exc:
+            raise self.fail("dtype", str(exc)) from None
 
-    def input_shape(self) -> list[tuple[int, ...]] | None:
-        from archstat.spec import parse_shape
+    def input_shape(self) -> list[Any] | None:
+        from archstat.inputs import parse_input
 
         value = self.raw.get("input")
         if value is None:
             return None
         texts = [value] if isinstance(value, str) else value
         if not isinstance(texts, list) or not texts or not all(isinstance(v, str) for v in texts):
-            raise self.fail("input", f'expected a shape such as "3x224x224" or a list of '
-                                     f"them, got {_toml_type(value)}")
+            raise self.fail("input", f'expected a shape such as "3x224x224" or "128:int64", or '
+                                     f"a list of them, got {_toml_type(value)}")
         try:
-            return [parse_shape(text) for text in texts]
+            return [parse_input(text) for text in texts]
         except ArchstatError as exc:
             raise self.fail("input", str(exc)) from None
 

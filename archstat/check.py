@@ -7,9 +7,11 @@ The metrics, all exact integers:
 * ``flops``: the model's total under the entry's convention (``macs`` by default:
   one multiply-accumulate counts 1);
 * ``params``: parameter elements the forward pass uses;
-* ``activation_bytes``: the sum of every layer's output bytes (the lecture's memory
-  column, not peak memory);
-* ``layer_activation_bytes``: the output bytes of the largest single layer.
+* ``activation_bytes``: the bytes of new storage the forward allocates (archstat's one
+  definition of activation memory, :mod:`archstat.analysis`);
+* ``layer_activation_bytes``: the most that one layer (record) allocates;
+* ``peak_activation_bytes``: the most activation storage live at once (the same figure
+  as ``archstat memory``'s peak activations).
 
 A limit passes when ``actual <= limit``, so a budget exceeded by one FLOP fails.
 """
@@ -53,7 +55,8 @@ def measure(analysis: Any) -> dict[str, int]:
     totals = analysis.totals
     peak = int(analysis.layers["activation_bytes"].max()) if len(analysis.layers) else 0
     return {"flops": totals["flops"], "params": totals["params"],
-            "activation_bytes": totals["activation_bytes"], "layer_activation_bytes": peak}
+            "activation_bytes": totals["activation_bytes"], "layer_activation_bytes": peak,
+            "peak_activation_bytes": totals["peak_activation_bytes"]}
 
 
 def _largest_layer(analysis: Any) -> str:
@@ -233,6 +236,7 @@ def assert_within_budget(
     max_params: int | str | None = None,
     max_activation_bytes: int | str | None = None,
     max_layer_activation_bytes: int | str | None = None,
+    max_peak_activation_bytes: int | str | None = None,
     **config: Any,
 ) -> Any:
     """Raise AssertionError, with one line per metric, when ``model`` exceeds a limit.
@@ -246,7 +250,8 @@ def assert_within_budget(
 
     given = {"max_flops": max_flops, "max_params": max_params,
              "max_activation_bytes": max_activation_bytes,
-             "max_layer_activation_bytes": max_layer_activation_bytes}
+             "max_layer_activation_bytes": max_layer_activation_bytes,
+             "max_peak_activation_bytes": max_peak_activation_bytes}
     limits = []
     for key, value in given.items():
         if value is not None:
@@ -293,7 +298,7 @@ def suggest_budgets(
     for name in dict.fromkeys(models or list_models()):
         analysis = analyze(name, input_shape=input_shape, batch=batch,
                            convention=convention, dtype=dtype)
-        shapes = ["x".join(map(str, s)) for s in analysis.input_shape]
+        shapes = [s.text() for s in analysis.input_specs]
         entry: dict[str, Any] = {
             "model": analysis.model, "input": shapes[0] if len(shapes) == 1 else shapes,
             "batch": analysis.batch, "convention": analysis.convention,

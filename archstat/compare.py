@@ -3,12 +3,14 @@
 Per model, over its compute layers (:mod:`archstat.layers`):
 
 * ``params``: parameter elements; ``flops``: the convention's count;
-* ``activation_bytes``: the sum of every compute layer's output (the lecture's "memory"
-  total: a conv's output once, not again for the in-place ReLU after it), at the given
-  batch and dtype; ``max_layer_activation_bytes``: the largest single one;
+* ``activation_bytes``: the bytes of new storage the compared layers allocate, and
+  ``peak_activation_bytes`` the most live at once while they run: archstat's one
+  definition of activation memory (:mod:`archstat.analysis`), at the given batch and dtype;
+* ``output_bytes``: the sum of every compute layer's output size (the lecture's
+  "memory" total: a conv's output once, not again for the in-place ReLU after it);
 * ``layers``: conv and fc layers; ``depth``: conv and fc layers on the longest path
   through the data flow (22 for GoogLeNet, whose inception branches run side by side);
-* ``*_ratio``: the figure divided by the first model's.
+* ``<metric>_ratio``: the figure divided by the first model's.
 
 The per-stage breakdown groups layers by output resolution (the larger spatial side; fc
 and flatten layers, whose outputs are vectors, count at resolution 1).
@@ -22,18 +24,19 @@ from typing import Any
 
 import pandas as pd
 
-from archstat import render
+from archstat import liveness, render
 from archstat.conventions import get_convention
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.layers import WEIGHT_KINDS, ComputeLayer, compute_layers, weight_depth
 from archstat.lecture import layer_names
 
+METRICS = ("params", "flops", "activation_bytes", "peak_activation_bytes", "output_bytes",
+           "layers", "depth")
 CSV_COLUMNS = [
-    "model", "params", "flops", "activation_bytes", "max_layer_activation_bytes", "layers",
-    "params_ratio", "flops_ratio", "activation_ratio",
+    "model", "params", "flops", "activation_bytes", "peak_activation_bytes", "output_bytes",
+    "layers", "depth", "params_ratio", "flops_ratio", "activation_bytes_ratio",
+    "peak_activation_bytes_ratio",
 ]
-METRICS = ("params", "flops", "activation_bytes", "max_layer_activation_bytes", "layers", "depth")
-_RATIO = {"activation_bytes": "activation_ratio"}  # the CSV's name; others are <metric>_ratio
 STAGE_METRICS = ("layers", "params", "flops", "activation_bytes")
 #: The findings compare the networks up to this fraction of the input's side (28 at 224):
 #: the stem, where the lecture shows GoogLeNet and VGG-16 differ most.
@@ -95,15 +98,16 @@ def cut_at_layer(analysis: Any, layers: list[ComputeLayer], name: str) -> list[C
 
 
 def _totals(analysis: Any, layers: list[ComputeLayer]) -> dict[str, Any]:
+    events = [e for layer in layers for e in layer.events]
     return {
         "model": analysis.model,
         "params": sum(layer.params for layer in layers),
         "flops": sum(layer.flops for layer in layers),
         "activation_bytes": sum(layer.activation_bytes for layer in layers),
-        "max_layer_activation_bytes": max((layer.activation_bytes for layer in layers),
-                                          default=0),
+        "peak_activation_bytes": liveness.peak_until(analysis.trace, max(events, default=-1)),
+        "output_bytes": sum(layer.output_bytes for layer in layers),
         "layers": sum(layer.kind in WEIGHT_KINDS for layer in layers),
-        "depth": weight_depth(analysis.trace, [e for layer in layers for e in layer.events]),
+        "depth": weight_depth(analysis.trace, events),
     }
 
 
@@ -115,8 +119,8 @@ def _with_ratios(rows: list[dict[str, Any]]) -> pd.DataFrame:
     first = rows[0]
     for row in rows:
         for metric in METRICS:
-            row[_RATIO.get(metric, f"{metric}_ratio")] = _ratio(row[metric], first[metric])
-    columns = ["model"] + [c for m in METRICS for c in (m, _RATIO.get(m, f"{m}_ratio"))]
+            row[f"{metric}_ratio"] = _ratio(row[metric], first[metric])
+    columns = ["model"] + [c for m in METRICS for c in (m, f"{m}_ratio")]
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
@@ -282,20 +286,21 @@ def comparison_tables(comparison: Comparison, stages_first: bool = False) -> lis
         meta=comparison.meta,
         formats={
             "params": render.human, "flops": render.human, "layers": str, "depth": str,
-            "activation_bytes": render.human_bytes,
-            "max_layer_activation_bytes": render.human_bytes,
+            "activation_bytes": render.human_bytes, "peak_activation_bytes": render.human_bytes,
+            "output_bytes": render.human_bytes,
             **{c: ratio_str for c in comparison.totals.columns if c.endswith("_ratio")},
         },
-        headers={"flops": convention, "activation_bytes": "memory",
-                 "max_layer_activation_bytes": "peak layer", "layers": "conv/fc"},
+        headers={"flops": convention, "activation_bytes": "allocated",
+                 "peak_activation_bytes": "peak live", "output_bytes": "layer outputs",
+                 "layers": "conv/fc"},
         notes=comparison.findings,
         key="models",
         csv_columns=CSV_COLUMNS,
-        paired={m: _RATIO.get(m, f"{m}_ratio") for m in METRICS},
+        paired={m: f"{m}_ratio" for m in METRICS},
     )
     units = {"params": render.human, "flops": render.human,
              "activation_bytes": render.human_bytes, "layers": str}
-    names = {"params": "params", "flops": convention, "activation_bytes": "memory",
+    names = {"params": "params", "flops": convention, "activation_bytes": "allocated",
              "layers": "conv/fc"}
     formats, headers = {}, {}
     for metric in STAGE_METRICS:

@@ -18,7 +18,10 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     if not target.parent.is_dir():
         raise ArchstatError(f"output directory {str(target.parent)!r} does not exist")
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise ArchstatError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8",
                                                             "newline": ""})) as handle:
@@ -28,6 +31,9 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ArchstatError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -9,8 +9,9 @@ layers (``F.max_pool2d``, ``torch.flatten``) get rows as well as modules do.
 
 Units: ``params`` are elements (weights and biases) of every record in the row;
 ``flops`` are in the analysis's convention, summed over the row; ``activation_bytes`` is
-the size of the compute layer's own output (the folded records mostly work in place or
-repeat it) at the traced batch and dtype.
+the new storage the row's ops allocate (archstat's one definition, see
+:mod:`archstat.analysis`) and ``output_bytes`` the size of the compute layer's own output
+(the lecture's "memory"), both at the traced batch and dtype.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class ComputeLayer:
     params: int = 0
     flops: int = 0
     activation_bytes: int = 0
+    output_bytes: int = 0
     filters: int | None = None
     kernel: tuple[int, ...] | None = None
     stride: tuple[int, ...] | None = None
@@ -94,7 +96,7 @@ class _Piece:
     events: list[int]
     input_shape: tuple[int, ...] | None
     output_shape: tuple[int, ...] | None
-    activation_bytes: int
+    output_bytes: int
     params: int
     flops: int
 
@@ -158,9 +160,13 @@ def _pieces(analysis: Any, index: int) -> list[_Piece]:
     flops = int(analysis.layers["flops"].iat[index])
     starts = [i for i in record.events if _event_kind(trace.events[i])]
     if record.leaf or len(starts) < 2:
+        out = record.outputs[0] if record.outputs else None
+        # A container's stretch (a functional pool, a cat) reads what its first op reads;
+        # the record itself shows the module call's input.
+        first = trace.events[record.events[0]] if record.events and not record.leaf else None
         return [_Piece(index, _record_kind(trace, index), list(record.events),
-                       record.input_shape, record.output_shape, record.activation_bytes,
-                       params, flops)]
+                       _shape(first.args) if first else record.input_shape, record.output_shape,
+                       trace.tensors[out].nbytes if out is not None else 0, params, flops)]
     # Several layers in one stretch of functional code: cost each op on its own.
     convention = get_convention(analysis.convention)
     pieces: list[_Piece] = []
@@ -262,7 +268,7 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
                 layer = layers[-1]
             else:
                 layer = ComputeLayer(piece.kind or "other", record.name, [], piece.input_shape,
-                                     piece.output_shape, activation_bytes=piece.activation_bytes,
+                                     piece.output_shape, output_bytes=piece.output_bytes,
                                      group=_group(record.name, merges), leaf=record.leaf)
                 _geometry(layer, _first_event(trace, piece.events, layer.kind))
                 layers.append(layer)
@@ -272,6 +278,7 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
             layer.events += piece.events
             layer.params += piece.params
             layer.flops += piece.flops
+            layer.activation_bytes += sum(trace.events[i].allocated for i in piece.events)
     return layers
 
 

@@ -134,3 +134,9 @@ def live_bytes_after_records(trace: Trace, live: LiveProfile) -> list[int]:
             current = live.after[record.events[-1]]
         values.append(current)
     return values
+
+
+def peak_until(trace: Trace, last: int) -> int:
+    """The most activation bytes live at once while events ``0..last`` run (a network
+    compared down to a cut): the full trace's peak when ``last`` is its final event."""
+    return max(profile(trace).during[: last + 1], default=0)

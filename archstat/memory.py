@@ -47,8 +47,9 @@ import torch
 from torch import nn
 
 from archstat import liveness, render
-from archstat.analysis import _dtype, _input_shapes, analyze
+from archstat.analysis import analyze, float_dtype
 from archstat.errors import ArchstatError, did_you_mean
+from archstat.inputs import example_inputs, input_specs
 from archstat.spec import resolve_model
 from archstat.tracer import Trace
 from archstat.units import parse_int_list, parse_quantity
@@ -120,6 +121,8 @@ class MemoryReport:
     estimates: list[MemoryEstimate]
     budget_bytes: int | None = None
     largest_batch: int | None = None
+    params: int = 0  # parameter elements the forward reads (as analyze counts them)
+    params_unused: int = 0  # and those it never reads; params_bytes holds both
 
     @property
     def train(self) -> bool:
@@ -165,6 +168,8 @@ class MemoryReport:
             "dtype": self.dtype,
             "mode": "training" if self.train else "inference",
             "optimizer": self.optimizer,
+            "params": self.params,
+            "params_unused": self.params_unused,
             **first,
             "live_at_peak": [
                 {"layer": g.layer, "tensors": g.tensors, "bytes": g.bytes,
@@ -237,10 +242,12 @@ def _live_at(trace: Trace, profile: liveness.LiveProfile, event: int) -> list[Li
     return out
 
 
-def _estimate(module: nn.Module, shapes: list[tuple[int, ...]], batch: int,
-              dtype: torch.dtype, optimizer: str | None) -> MemoryEstimate:
-    t = analyze(module, input_shape=shapes, batch=batch, dtype=dtype,
-                train=optimizer is not None).trace
+def _estimate(module: nn.Module, specs: list[Any] | None, batch: int, dtype: torch.dtype,
+              optimizer: str | None, inputs: Any = None) -> tuple[MemoryEstimate, Any]:
+    """The estimate at ``batch``, and the Analysis it was made from."""
+    analysis = analyze(module, input_shape=specs, batch=batch, dtype=dtype, inputs=inputs,
+                       train=optimizer is not None, execute="never")
+    t = analysis.trace
     assert t is not None
     live = liveness.profile(t)
     peak = live.peak_event
@@ -255,7 +262,7 @@ def _estimate(module: nn.Module, shapes: list[tuple[int, ...]], batch: int,
     )
     if optimizer is not None:
         _add_training(estimate, t, optimizer)
-    return estimate
+    return estimate, analysis
 
 
 def _input_serials(t: Trace) -> list[int]:
@@ -311,12 +318,13 @@ def largest_batch(total: Callable[[int], int], budget: int) -> int:
 
 def estimate_memory(
     model: str | nn.Module,
-    input_shape: str | Sequence[int] | Sequence[Sequence[int]] | None = None,
+    input_shape: str | Sequence[Any] | None = None,
     batch: int | str | Sequence[int] = 1,
     dtype: torch.dtype | str = torch.float32,
     train: bool = False,
     optimizer: str | None = None,
     fit: int | str | None = None,
+    inputs: Any = None,
     **config: Any,
 ) -> MemoryReport:
     """Estimate the peak memory of ``model`` for each batch size in ``batch`` (an int,
@@ -325,27 +333,36 @@ def estimate_memory(
     With ``fit`` (bytes, or a size such as ``"24GiB"``), also find the largest batch whose
     estimated peak fits it.
 
-    ``model``, ``input_shape`` (without batch) and ``config`` are as for
-    :func:`archstat.analyze`. Units and what each figure counts: see the module docstring.
+    ``model``, ``input_shape`` (without batch), ``inputs`` (example inputs, whose batch is
+    then the only one) and ``config`` are as for :func:`archstat.analyze`. Units and what
+    each figure counts: see the module docstring.
     """
-    torch_dtype = _dtype(dtype)
+    torch_dtype = float_dtype(dtype)
     sizes = parse_int_list(batch, "batch")
     budget = parse_budget(fit) if fit is not None else None
     if optimizer is not None and not train:
-        raise ArchstatError("--optimizer needs --train (an inference estimate has none)")
+        raise ArchstatError("an optimizer needs train=True (an inference estimate has none)")
     opt = _optimizer(optimizer or "sgd") if train else None
     resolved = resolve_model(model, **config)
-    shapes = _input_shapes(input_shape, resolved.input_shape)
-    cache: dict[int, MemoryEstimate] = {}
+    specs = None
+    if inputs is not None:
+        if budget is not None or sizes != [1]:
+            raise ArchstatError("with example inputs the batch is theirs: give input shapes "
+                                "instead to estimate other batch sizes or fit a budget")
+        sizes = [example_inputs(inputs, torch_dtype).batch]
+    else:
+        specs = input_specs(input_shape, resolved.input_shape)
+    cache: dict[int, tuple[MemoryEstimate, Any]] = {}
 
     def at(b: int) -> MemoryEstimate:
         if b not in cache:
-            cache[b] = _estimate(resolved.module, shapes, b, torch_dtype, opt)
-        return cache[b]
+            cache[b] = _estimate(resolved.module, specs, b, torch_dtype, opt, inputs)
+        return cache[b][0]
 
     estimates = [at(b) for b in sizes]
     largest = None
     if budget is not None:
         largest = largest_batch(lambda b: at(b).total_bytes, budget)
-    return MemoryReport(resolved.label, shapes, str(torch_dtype).removeprefix("torch."), opt,
-                        estimates, budget, largest)
+    first = cache[sizes[0]][1]
+    return MemoryReport(resolved.label, first.input_shape, first.dtype, opt, estimates, budget,
+                        largest, first.totals["params"], first.totals["params_unused"])

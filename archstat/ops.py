@@ -112,6 +112,7 @@ class OpEvent:
     record: int  # index of the layer record the op ran in
     inputs: tuple[int, ...] = ()  # serials of the tensors it read (Trace.tensors)
     outputs: tuple[int, ...] = ()  # serials of the tensors it returned
+    allocated: int = 0  # bytes of the new storages among its outputs
 
     @property
     def packet(self) -> Any:

@@ -29,9 +29,10 @@ LAYERS_DOC = """\
 One row per layer record, the default style of `archstat analyze` (convention `macs`).
 `name` module path ("" for the model's own functional code), `type` module class,
 `input_shape`/`output_shape` first input/output tensor (NxCxHxW), `params` elements of
-parameters the layer uses for the first time, `activation_bytes` bytes of its outputs
-(float32, batch 1), `flops` multiply-accumulates of conv/linear/matmul, `flops_<kind>` the
-same split by op kind (conv, linear, norm, pool, activation, elementwise),
+the parameters its ops read for the first time, `activation_bytes` bytes of new storage
+its ops allocate (float32, batch 1; views and in-place results allocate nothing),
+`flops` multiply-accumulates of conv/linear/matmul, `flops_<kind>` the same split by op
+kind (conv, linear, norm, pool, activation, elementwise),
 `unhandled_ops` ops that did work no formula counts, `ops` the aten ops it ran,
 `live_bytes_after` bytes of activations still live once the layer has run (`archstat
 memory`)."""
@@ -69,15 +70,17 @@ Simonyan and Zisserman 2014 Table 1, configuration D, recomputed (convention `ma
 
 COMPARE_DOC = """\
 Totals per model over its conv/pool/fc/flatten layers (convention `macs`, float32, batch
-1): `params`, `flops`, `activation_bytes` (every such layer's output once: the lecture's
-memory total), `max_layer_activation_bytes` (the largest), `layers` (conv and fc layers),
-and `params_ratio`, `flops_ratio`, `activation_ratio` to the first model."""
+1): `params`, `flops`, `activation_bytes` (bytes of new storage the forward allocates),
+`peak_activation_bytes` (the most live at once), `output_bytes` (every such layer's output
+once: the lecture's memory total), `layers` (conv and fc layers), `depth` (conv and fc
+layers on the longest path), and `params_ratio`, `flops_ratio`, `activation_bytes_ratio`,
+`peak_activation_bytes_ratio` to the first model."""
 
 STAGES_DOC = """\
 The per-stage breakdown of `archstat compare googlenet vgg16 --stages`: one row per output
 resolution (`stage`, the larger spatial side; fc layers count at 1) and, per model,
 `<model>_layers` (conv/fc), `<model>_params`, `<model>_flops` (macs),
-`<model>_activation_bytes`."""
+`<model>_activation_bytes` (new storage allocated)."""
 
 BOTTLENECK_DOC = """\
 `archstat bottleneck MODEL --level pair|module|network` (multiply-adds, batch 1; see the

@@ -27,9 +27,12 @@ from archstat._version import __version__
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.units import format_percent
 
-SNAPSHOT_FORMAT = 1
+#: 2: parameters counted by data flow and activation_bytes as allocated storage (format 1
+#: counted layer outputs), with peak_activation_bytes beside it.
+SNAPSHOT_FORMAT = 2
 #: Totals a diff compares and a baseline guards, with their units ("" counts, "B" bytes).
-TOTAL_METRICS = {"flops": "", "params": "", "activation_bytes": "B"}
+TOTAL_METRICS = {"flops": "", "params": "", "activation_bytes": "B",
+                 "peak_activation_bytes": "B"}
 LAYER_METRICS = ("params", "flops", "activation_bytes")
 
 
@@ -93,7 +96,8 @@ def load_snapshot(path: str | Path) -> Snapshot:
                             f"`archstat snapshot MODEL... -o {display}`")
     if document["archstat_snapshot"] != SNAPSHOT_FORMAT:
         raise ArchstatError(f"{display} has snapshot format {document['archstat_snapshot']}; "
-                            f"this archstat reads format {SNAPSHOT_FORMAT}")
+                            f"this archstat reads format {SNAPSHOT_FORMAT}; write it again "
+                            "with `archstat snapshot`")
     models = _models(document, display)
     return Snapshot(display, str(document.get("archstat_version")),
                     str(document.get("torch_version")), {m["model"]: m for m in models})
@@ -102,7 +106,7 @@ def load_snapshot(path: str | Path) -> Snapshot:
 # --- snapshot schema: a hand-edited or truncated file is one precise message, not a
 # KeyError deep inside a diff
 
-_RECORD_KEYS = {"input_shape": (list, "an array"),
+_RECORD_KEYS = {"input_shape": (list, "an array"), "inputs": (list, "an array"),
                 "batch": (int, "an integer"), "convention": (str, "a string"),
                 "dtype": (str, "a string"), "totals": (dict, "an object"),
                 "layers": (list, "an array")}
@@ -158,23 +162,24 @@ def _models(document: dict[str, Any], display: str) -> list[dict[str, Any]]:
 
 
 def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
-    """What a snapshot's model was analysed with: input_shape (a list of shapes without
-    batch), batch, convention, dtype."""
-    shape = record["input_shape"]
-    shapes = [tuple(s) for s in shape] if shape and isinstance(shape[0], list) \
-        else [tuple(shape)]
-    return {"input_shape": shapes, "batch": record["batch"],
+    """What a snapshot's model was analysed with: input_shape (input spec strings, see
+    :mod:`archstat.inputs`), batch, convention, dtype."""
+    from archstat.inputs import InputSpec
+
+    specs = [InputSpec(tuple(i["shape"]), None if i["dtype"] == record["dtype"] else i["dtype"],
+                       i["name"]).text() for i in record["inputs"]]
+    return {"input_shape": specs, "batch": record["batch"],
             "convention": record["convention"], "dtype": record["dtype"]}
 
 
 def analysis_settings(analysis: Any) -> dict[str, Any]:
     """The settings of an Analysis, in the form of :func:`recorded_settings`."""
-    return {"input_shape": list(analysis.input_shape), "batch": analysis.batch,
+    return {"input_shape": [s.text() for s in analysis.input_specs], "batch": analysis.batch,
             "convention": analysis.convention, "dtype": analysis.dtype}
 
 
 def settings_text(settings: dict[str, Any]) -> str:
-    shapes = ", ".join("x".join(map(str, s)) for s in settings["input_shape"])
+    shapes = ", ".join(settings["input_shape"])
     return (f"input {shapes}, batch {settings['batch']}, {settings['dtype']}, "
             f"convention {settings['convention']}")
 

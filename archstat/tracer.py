@@ -26,12 +26,14 @@ import math
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from copy import deepcopy
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
@@ -69,9 +71,15 @@ class TensorMeta:
 class LayerRecord:
     """One module call (or one stretch of a container's own ops).
 
-    ``params`` counts the parameters this call used for the first time in the trace,
-    so a module called twice has its parameters counted once. ``activation_bytes`` is
-    the size of the call's output tensors for the traced batch and dtype.
+    ``params`` counts, by data flow, the parameter elements the record's ops read for
+    the first time in the trace, whichever module owns them: a module called twice has
+    its parameters counted once, and a weight that a container passes to a function
+    (``F.linear(x, self.inner.weight)``, ``nn.MultiheadAttention``'s ``out_proj``) counts
+    where it is read. ``activation_bytes`` is the bytes of new storage the record's ops
+    allocate for the traced batch and dtype: a view or an in-place result allocates
+    nothing, an op's every new output counts (max pooling's int64 indices too).
+    ``input_shape`` is the first input of the module call, also for a stretch of a
+    container's own ops (an inception module's ``cat`` row shows the module's input).
     """
 
     name: str
@@ -111,6 +119,12 @@ class Trace:
     saved: tuple[int, ...] = ()
     train: bool = False
     backward_peak_bytes: int | None = None
+    #: (op, module) of every op whose result depended on values, on a real run (``real``)
+    data_dependent: list[tuple[str, str]] = field(default_factory=list)
+    real: bool = False
+    #: module path -> parameter elements of that module's own parameters that no op of
+    #: the forward read (an idle auxiliary head); shared tensors once.
+    unused_params: dict[str, int] = field(default_factory=dict)
 
 
 _tensors = tensors_in
@@ -121,8 +135,30 @@ def _first_shape(value: Any) -> tuple[int, ...] | None:
     return tuple(tensors[0].shape) if tensors else None
 
 
-def _nbytes(value: Any) -> int:
-    return sum(math.prod(t.shape) * t.element_size() for t in _tensors(value))
+def data_dependent(func: Any) -> bool:
+    """Whether an op's output, or its shape, depends on its input's values (``nonzero``,
+    ``.item()``, boolean masks, ``unique``): such an op cannot run on meta."""
+    return torch.Tag.data_dependent_output in func.tags or \
+        torch.Tag.dynamic_output_shape in func.tags
+
+
+def _value_dependent(func: Any, args: Any) -> bool:
+    """Whether this call's result depends on values: indexing does with a boolean mask,
+    not with integer indices (aten.index is tagged for the mask case)."""
+    if func.overloadpacket is torch.ops.aten.index:
+        return any(t.dtype in (torch.bool, torch.uint8) for t in _tensors(args[1:]))
+    return True
+
+
+class DataDependentError(ArchstatError):
+    """The forward reached an op that needs real values; ``op`` names it, ``where`` the
+    module that ran it."""
+
+    def __init__(self, func: Any, where: str) -> None:
+        self.op = func.overloadpacket.__name__
+        self.where = where
+        super().__init__(f"forward needs real values in {where}: aten.{self.op} has a result "
+                         "that depends on the input's values, which do not exist on meta")
 
 
 @dataclass
@@ -130,6 +166,7 @@ class _Frame:
     name: str
     module: nn.Module
     record: int | None  # the open record of this call, None between children
+    input_shape: tuple[int, ...] | None = None  # of the call's first input tensor
 
 
 class _NoDynamoMode(TorchDispatchMode):
@@ -158,7 +195,8 @@ def fast_meta_build() -> Iterator[None]:
 class _Recorder(_NoDynamoMode):
     """Dispatch mode + per-module hooks that fill records and events."""
 
-    def __init__(self, names: dict[int, str], roles: dict[int, str]) -> None:
+    def __init__(self, names: dict[int, str], roles: dict[int, str],
+                 params: dict[int, int]) -> None:
         super().__init__()
         self.names = names
         self.records: list[LayerRecord] = []
@@ -168,8 +206,9 @@ class _Recorder(_NoDynamoMode):
         self.saved: list[int] = []
         self.freed: dict[int, int] = {}
         self._roles = roles  # id(tensor) -> role, for the inputs, parameters and buffers
-        self._pending_params: dict[int, int] = {}
-        self._seen_params: set[int] = set()
+        # storage address -> elements of the parameters on it, until an op first reads it
+        self.unread_params = params
+        self.data_dependent: list[tuple[str, str]] = []  # (op, where) that ran on real values
         # Tensors are held weakly, so that the traced run frees them when Python would:
         # the moment a storage dies is part of what the trace measures. A weakref's
         # callback forgets a dead tensor's id, or storage's address, before its reuse.
@@ -210,47 +249,25 @@ class _Recorder(_NoDynamoMode):
         if self.stack:
             self.stack[-1].record = None  # the parent's own stretch of ops ends here
         leaf = next(iter(module.children()), None) is None
-        frame = _Frame(self.names.get(id(module), type(module).__name__), module, None)
+        frame = _Frame(self.names.get(id(module), type(module).__name__), module, None,
+                       _first_shape((args, kwargs)))
         self.stack.append(frame)
-        self._pending_params[len(self.stack) - 1] = self._claim_params(module)
         if leaf:
-            frame.record = self._open(frame, leaf=True, inputs=(args, kwargs))
+            frame.record = self._open(frame, leaf=True)
             self.records[frame.record].inputs = self.serials((args, kwargs))
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         frame = self.stack.pop()
-        unclaimed = self._pending_params.pop(len(self.stack), 0)
         if frame.record is not None and self.records[frame.record].leaf:
             record = self.records[frame.record]
             record.output_shape = _first_shape(output)
-            record.activation_bytes = _nbytes(output)
             record.outputs = self.serials(output)
-        elif unclaimed and self.records:
-            # A container that owns parameters but ran no op of its own: attribute
-            # them to the last record inside it so that totals stay exact.
-            self.records[-1].params += unclaimed
         if self.stack:
             self.stack[-1].record = None
 
-    def _claim_params(self, module: nn.Module) -> int:
-        count = 0
-        for p in module.parameters(recurse=False):
-            if id(p) not in self._seen_params:
-                self._seen_params.add(id(p))
-                count += p.numel()
-        return count
-
-    def _open(self, frame: _Frame, leaf: bool, inputs: Any) -> int:
-        record = LayerRecord(
-            name=frame.name,
-            type=type(frame.module).__name__,
-            leaf=leaf,
-            input_shape=_first_shape(inputs),
-        )
-        depth = len(self.stack) - 1
-        record.params = self._pending_params.get(depth, 0)
-        self._pending_params[depth] = 0
-        self.records.append(record)
+    def _open(self, frame: _Frame, leaf: bool) -> int:
+        self.records.append(LayerRecord(name=frame.name, type=type(frame.module).__name__,
+                                        leaf=leaf, input_shape=frame.input_shape))
         return len(self.records) - 1
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -271,24 +288,50 @@ class _Recorder(_NoDynamoMode):
             if decomposed is not NotImplemented:
                 return decomposed
         in_serials = self.serials((args, kwargs))
-        out = run_meta(func, args, kwargs)
+        try:
+            out = run_meta(func, args, kwargs)
+        except Exception as exc:
+            if data_dependent(func) and any(t.is_meta for t in _tensors((args, kwargs))):
+                raise DataDependentError(func, self._where()) from exc
+            raise
+        if data_dependent(func) and _value_dependent(func, args):
+            self.data_dependent.append((func.overloadpacket.__name__, self._where()))
         if self.stack:
             frame = self.stack[-1]
             if frame.record is None:
-                frame.record = self._open(frame, leaf=False, inputs=args)
+                frame.record = self._open(frame, leaf=False)
                 self.records[frame.record].inputs = in_serials
             record = self.records[frame.record]
+            if self.unread_params:
+                record.params += self._read_params(args, kwargs)
+            known = self._storage_count
             out_serials = self.serials(out)
+            # Storages first seen among the outputs are what this op allocated.
+            allocated = sum({m.storage: m.storage_nbytes
+                             for m in map(self.tensors.__getitem__, out_serials)
+                             if m.storage >= known}.values())
+            record.activation_bytes += allocated
             if not record.leaf:
                 record.output_shape = _first_shape(out)
-                record.activation_bytes = _nbytes(out)
                 record.outputs = out_serials
             self.events.append(
                 OpEvent(func, shapes_of(tuple(args)), shapes_of(kwargs), shapes_of(out),
-                        frame.record, in_serials, out_serials)
+                        frame.record, in_serials, out_serials, allocated)
             )
             record.events.append(len(self.events) - 1)
         return out
+
+    def _where(self) -> str:
+        frame = self.stack[-1] if self.stack else None
+        return f"{frame.name or '(root)'} ({type(frame.module).__name__})" if frame else "(root)"
+
+    def _read_params(self, args: Any, kwargs: Any) -> int:
+        """Elements of the parameters an op reads (directly or through a view) for the
+        first time in the trace."""
+        count = 0
+        for t in _tensors((args, kwargs)):
+            count += self.unread_params.pop(t.untyped_storage()._cdata, 0)
+        return count
 
 
 def _counted_packets() -> set[Any]:
@@ -300,15 +343,20 @@ def _counted_packets() -> set[Any]:
 _COUNTED: set[Any] = set()
 
 
-def _meta_like(value: Any, dtype: torch.dtype | None, grad: bool = False) -> Any:
+def _meta_like(value: Any, dtype: torch.dtype | None, grad: bool = False,
+               real: bool = False) -> Any:
     """Meta copies of the tensors in ``value``; with ``grad``, a copy requires grad where
-    the original does (parameters in a training trace)."""
+    the original does (parameters in a training trace). With ``real``, the tensors
+    themselves (detached copies in ``dtype`` where they are in another floating dtype)."""
     def convert(t: Any) -> Any:
         if not isinstance(t, torch.Tensor):
             return t
         target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
-        meta = torch.empty_strided(t.shape, t.stride(), dtype=target, device="meta")
-        return meta.requires_grad_(grad and t.requires_grad and meta.is_floating_point())
+        if real:
+            copy = t.detach().to(target) if t.dtype != target else t.detach()
+        else:
+            copy = torch.empty_strided(t.shape, t.stride(), dtype=target, device="meta")
+        return copy.requires_grad_(grad and t.requires_grad and copy.is_floating_point())
 
     return tree_map(convert, value)
 
@@ -331,6 +379,7 @@ def trace(
     kwargs: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
     train: bool = False,
+    real: bool = False,
 ) -> Trace:
     """Run ``model(*args, **kwargs)`` on the meta device and record every op.
 
@@ -342,25 +391,38 @@ def trace(
     autograd on, the tensors saved for backward are recorded in ``Trace.saved``, and a
     backward from the sum of the outputs runs after the forward, watched for
     ``Trace.backward_peak_bytes`` (its ops are not recorded as events).
+
+    With ``real=True`` the model runs on its own device and values instead (inputs must
+    be real tensors too), for a forward that needs values (:class:`DataDependentError`);
+    ``Trace.data_dependent`` then names the ops whose results depended on them.
     """
     if not _COUNTED:
         _COUNTED.update(_counted_packets())
     kwargs = kwargs or {}
+    if not real and any(is_lazy(t) for t in (*model.parameters(), *model.buffers())):
+        model = _materialized(model, args, kwargs)
     names = {id(m): name for name, m in model.named_modules()}
     # One meta tensor per distinct tensor, so tied weights stay tied (and are counted once).
     memo: dict[int, torch.Tensor] = {}
     state = {
-        name: memo.setdefault(id(t), _meta_like(t, dtype, train))
+        name: memo.setdefault(id(t), _meta_like(t, dtype, train, real))
         for name, t in [
             *model.named_parameters(remove_duplicate=False),
             *model.named_buffers(remove_duplicate=False),
         ]
     }
-    meta_args, meta_kwargs = _meta_like(args, dtype), _meta_like(kwargs, dtype)
+    meta_args, meta_kwargs = _meta_like(args, dtype, real=real), _meta_like(kwargs, dtype,
+                                                                           real=real)
     roles = {id(t): "input" for t in _tensors((meta_args, meta_kwargs))}
     roles.update({id(memo[id(p)]): "param" for p in model.parameters()})
     roles.update({id(memo[id(b)]): "buffer" for b in model.buffers()})
-    recorder = _Recorder(names, roles)
+    # Each distinct parameter has a meta storage of its own: it counts once, when an op
+    # first reads it (or a view of it).
+    param_storage = {name: memo[id(p)].untyped_storage()._cdata
+                     for name, p in model.named_parameters()}
+    recorder = _Recorder(names, roles, {
+        key: memo[id(p)].numel()
+        for (name, p), key in zip(model.named_parameters(), param_storage.values(), strict=True)})
     with ExitStack() as stack:
         for module in model.modules():
             stack.enter_context(module.register_forward_pre_hook(recorder.pre_hook,
@@ -387,9 +449,41 @@ def trace(
             raise
         except Exception as exc:  # a user's model failing on our input: say where
             raise ArchstatError(_failure_message(recorder, exc)) from exc
+    unused: dict[str, int] = {}
+    for (name, p), key in zip(model.named_parameters(), param_storage.values(), strict=True):
+        if key in recorder.unread_params:
+            module = name.rpartition(".")[0]
+            unused[module] = unused.get(module, 0) + p.numel()
     return Trace(recorder.records, recorder.events, recorder.tensors, output,
                  recorder.serials(output), dict(recorder.freed), tuple(recorder.saved), train,
-                 watch.peak_bytes if train else None)
+                 watch.peak_bytes if train else None, recorder.data_dependent, real, unused)
+
+
+def _materialized(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> nn.Module:
+    """A meta copy of a model with lazy modules (``nn.LazyLinear``), their parameters
+    initialised by one untraced forward, as a first call would; ``model`` is unchanged."""
+    copy = deepcopy(model)
+    for module in copy.modules():
+        for group in (module._parameters, module._buffers):
+            for name, t in group.items():
+                if t is None:
+                    continue
+                if is_lazy(t):
+                    kind = (nn.UninitializedParameter if isinstance(t, nn.Parameter)
+                            else nn.UninitializedBuffer)
+                    group[name] = kind(requires_grad=t.requires_grad, device="meta",
+                                       dtype=t.dtype)
+                else:
+                    meta = torch.empty_like(t, device="meta")
+                    group[name] = (nn.Parameter(meta, t.requires_grad)
+                                   if isinstance(t, nn.Parameter) else meta)
+    try:
+        with torch.no_grad(), _FastMeta():
+            copy(*_meta_like(args, None), **_meta_like(kwargs, None))
+    except Exception as exc:
+        raise ArchstatError(f"initialising the model's lazy modules failed: "
+                            f"{_one_line(exc)}") from exc
+    return copy
 
 
 def _backward(output: Any) -> None:

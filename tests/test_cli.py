@@ -57,6 +57,7 @@ def test_zoo_lists_every_model() -> None:
     aux = sum(p.numel() for n, p in get_model("googlenet").named_parameters()
               if n.startswith("aux"))
     assert googlenet["params"] == sum(p.numel() for p in get_model("googlenet").parameters()) - aux
+    assert googlenet["params_unused"] == aux
 
 
 @pytest.mark.parametrize(

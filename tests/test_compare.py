@@ -28,14 +28,16 @@ def headline():
 
 
 def _vgg16_convs(until_side: int = 0):
-    """(params, macs, output elements) of VGG-16's convs and pools, from Table 1's column
-    D, down to (and including the pool that reaches) ``until_side``."""
-    params = macs = elements = 0
+    """(params, macs, output elements, max pool output elements) of VGG-16's convs and
+    pools, from Table 1's column D, down to (and including the pool that reaches)
+    ``until_side``."""
+    params = macs = elements = pooled = 0
     side, channels = 224, 3
     for v in vgg_cfgs["D"]:
         if v == "M":
             side //= 2
             elements += channels * side * side
+            pooled += channels * side * side
             if side == until_side:
                 break
         else:
@@ -43,7 +45,7 @@ def _vgg16_convs(until_side: int = 0):
             macs += 9 * channels * v * side * side
             elements += v * side * side
             channels = v
-    return params, macs, elements
+    return params, macs, elements, pooled
 
 
 def test_headline_totals_by_hand(headline) -> None:
@@ -55,12 +57,15 @@ def test_headline_totals_by_hand(headline) -> None:
     assert v.flops_ratio == v.flops / g.flops
     # conv/fc layers: 3 stem convs + 9 inception modules x 6 + 1 fc; depth 22 vs 16
     assert (g.layers, g.depth, v.layers, v.depth) == (58, 22, 16, 16)
-    # the largest single output: conv1 (64x112x112) and conv1_2 (64x224x224), float32
-    assert g.max_layer_activation_bytes == 64 * 112 * 112 * 4
-    assert v.max_layer_activation_bytes == 64 * 224 * 224 * 4
-    _, _, elements = _vgg16_convs()
-    assert v.activation_bytes == 4 * (elements + 25088 + 4096 + 4096 + 1000)
-    assert v.activation_ratio == v.activation_bytes / g.activation_bytes
+    # the peak: conv1_1's output still held while conv1_2 writes its own (64x224x224 each)
+    assert v.peak_activation_bytes == 2 * 64 * 224 * 224 * 4
+    _, _, elements, pooled = _vgg16_convs()
+    # layer outputs (the lecture's memory): convs, pools, the adaptive pool's 512x7x7 copy
+    # and the fc layers; the flatten is a view. In-place ReLUs allocate nothing.
+    assert v.output_bytes == 4 * (elements + 25088 + 4096 + 4096 + 1000)
+    # allocated: the same, plus the max pools' int64 indices
+    assert v.activation_bytes == v.output_bytes + 8 * pooled
+    assert v.activation_bytes_ratio == v.activation_bytes / g.activation_bytes
 
 
 def test_stages_partition_the_totals(headline) -> None:
@@ -91,10 +96,11 @@ def test_stem_comparison_until_28() -> None:
     g, v = rows.loc["googlenet"], rows.loc["vgg16"]
     assert g.params == (7 * 7 * 3 * 64 + 64) + (64 * 64 + 64) + (9 * 64 * 192 + 192) == 124_416
     assert g.flops == 64 * 112 * 112 * 147 + 64 * 56 * 56 * 64 + 192 * 56 * 56 * 576
-    assert g.activation_bytes == 4 * (64 * 112 * 112 + 2 * 64 * 56 * 56 + 192 * 56 * 56
-                                      + 192 * 28 * 28)  # 7.46 MiB: the lecture's 7.5 MB
-    params, macs, elements = _vgg16_convs(until_side=28)
-    assert (v.params, v.flops, v.activation_bytes) == (params, macs, 4 * elements)
+    assert g.output_bytes == 4 * (64 * 112 * 112 + 2 * 64 * 56 * 56 + 192 * 56 * 56
+                                  + 192 * 28 * 28)  # 7.46 MiB: the lecture's 7.5 MB
+    params, macs, elements, pooled = _vgg16_convs(until_side=28)
+    assert (v.params, v.flops, v.output_bytes) == (params, macs, 4 * elements)
+    assert v.activation_bytes == 4 * elements + 8 * pooled
     assert (g.layers, v.layers) == (3, 7)
     assert result.findings == [] and result.meta["cut"] == "down to 28x28"
 
@@ -159,7 +165,9 @@ def test_models_without_params_or_a_stem_still_compare(tmp_path, monkeypatch) ->
     result = compare_models(["tiny:pools", "alexnet"], input_shape="3x227x227")
     rows = result.totals.set_index("model")
     assert rows.loc["tiny:pools", "params"] == 0 and rows.loc["alexnet", "params_ratio"] is None
-    assert rows.loc["tiny:pools", "activation_bytes"] == 4 * 3 * (113 * 113 + 56 * 56)
+    assert rows.loc["tiny:pools", "output_bytes"] == 4 * 3 * (113 * 113 + 56 * 56)
+    # the max pool's int64 indices are allocated too
+    assert rows.loc["tiny:pools", "activation_bytes"] == (4 + 8) * 3 * 113 * 113 + 4 * 3 * 56 * 56
     assert result.findings == []  # no ratio to the first model's zero params, and no stem
 
 

@@ -186,7 +186,7 @@ def test_fit_beyond_the_search_cap_is_a_lower_bound() -> None:
 
 
 def test_optimizer_needs_train() -> None:
-    with pytest.raises(ArchstatError, match="--optimizer needs --train"):
+    with pytest.raises(ArchstatError, match="an optimizer needs train=True"):
         estimate_memory("lenet5", optimizer="adam")
     assert estimate_memory("lenet5", train=True).optimizer == "sgd"
 

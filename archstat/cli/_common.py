@@ -35,7 +35,7 @@ OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to this file (atomically).")
 ]
 
-_SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown"}
+_SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown", ".txt": "table"}
 
 
 def resolve_format(
@@ -49,7 +49,13 @@ def resolve_format(
     if fmt not in formats:
         raise ArchstatError(f"unknown format {fmt!r}; choose one of {', '.join(formats)}")
     if fmt == "table" and output is not None:
-        return (suffixes or _SUFFIX_FORMATS).get(output.suffix.lower(), "table")
+        known = suffixes or _SUFFIX_FORMATS
+        found = known.get(output.suffix.lower())
+        if found is None:
+            what = f"suffix {output.suffix!r}" if output.suffix else "no suffix"
+            raise ArchstatError(f"cannot tell the format of {str(output)!r} from its {what}: "
+                                f"name it {', '.join(sorted(known))}, or give --format")
+        return found
     return fmt
 
 

@@ -42,7 +42,8 @@ def check(
     from archstat.ci_render import CHECK_FORMATS, render_check
 
     with user_errors():
-        fmt = resolve_format(fmt, output, CHECK_FORMATS, {".json": "json", ".xml": "junit"})
+        fmt = resolve_format(fmt, output, CHECK_FORMATS, {".json": "json", ".xml": "junit",
+                                                             ".txt": "table"})
         try:
             report = run_checks(file)
         except BudgetFileError as exc:

@@ -36,12 +36,15 @@ def memory(
     """Peak memory of MODEL: params, buffers, peak activations (and where), and with
     --train saved activations, gradients, optimizer state and the training-step peak."""
     from archstat import render
+    from archstat.errors import ArchstatError
     from archstat.memory import estimate_memory
     from archstat.units import parse_int_list
 
     with user_errors():
         fmt = resolve_format(fmt, output)
         sizes = parse_int_list(batch, "--batch")
+        if optimizer is not None and not train:
+            raise ArchstatError("--optimizer needs --train (an inference estimate has none)")
         report = estimate_memory(model, input_shape=input or None, batch=sizes, dtype=dtype,
                                  train=train, optimizer=optimizer, fit=fit)
         emit(render.render_memory(report, fmt), output)
