@@ -73,12 +73,25 @@ class Convention:
         )
 
 
+#: Matmul work in kernels torch's flop_registry has no formula for, counted as torch
+#: counts the same work elsewhere (FLOPs: 2 per multiply-add). FlopCounterMode counts
+#: them as 0; ``archstat crosscheck`` names the difference.
+EXTRA_MATMUL_FLOPS: dict[Any, ops.Formula] = {
+    aten._scaled_dot_product_flash_attention_for_cpu: ops.sdpa_cpu_flops,
+    aten._addmm_activation: ops.addmm_activation_flops,
+    aten.mkldnn_rnn_layer: ops.rnn_layer_flops,
+}
+
+
 def _torch_rules(divisor: int) -> dict[Any, ops.Formula]:
-    return {
+    rules = {
         packet: ops.torch_formula(_torch_flop_registry, packet, divisor)
         for packet in _torch_flop_registry
         if isinstance(packet, torch._ops.OpOverloadPacket)
     }
+    for packet, formula in EXTRA_MATMUL_FLOPS.items():
+        rules[packet] = (lambda f: lambda event: f(event) // divisor)(formula)
+    return rules
 
 
 _NON_MATMUL = frozenset({"norm", "pool", "activation", "elementwise"})

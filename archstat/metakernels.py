@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from archstat import cpupath
+
 aten = torch.ops.aten
 
 
@@ -282,8 +284,17 @@ SHORTCUTS: dict[Any, Callable[..., Any]] = {
 }
 
 
+#: Meta kernels for ops of the CPU paths archstat.cpupath takes, where torch's meta
+#: kernel is missing (``_transform_bias_rescale_qkv``) or differs from the CPU's (the
+#: oneDNN LSTM's training workspace).
+CPU_KERNELS: dict[Any, Callable[..., Any]] = {
+    aten.mkldnn_rnn_layer.default: cpupath.mkldnn_rnn_layer_meta,
+    aten._transform_bias_rescale_qkv.default: cpupath.transform_bias_rescale_qkv_meta,
+}
+
+
 def _shortcut(func: Any) -> Callable[..., Any] | None:
-    found = SHORTCUTS.get(func)
+    found = SHORTCUTS.get(func) or CPU_KERNELS.get(func)
     if found is None and torch.Tag.inplace in func.tags and torch.Tag.pointwise in func.tags:
         # in-place elementwise ops (relu_, add_, clamp_, ...) return their first argument
         found = _inplace

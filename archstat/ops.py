@@ -42,7 +42,7 @@ _kind(
     aten._scaled_mm, aten._scaled_dot_product_efficient_attention,
     aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_cudnn_attention,
     aten._scaled_dot_product_flash_attention_for_cpu, aten._efficient_attention_forward,
-    aten._flash_attention_forward,
+    aten._flash_attention_forward, aten._addmm_activation, aten.mkldnn_rnn_layer,
 )
 _kind(
     "norm",
@@ -221,6 +221,34 @@ def torch_formula(registry: dict[Any, Callable[..., int]], packet: Any, divisor:
         return int(formula(*event.args, out_val=event.out, **event.kwargs)) // divisor
 
     return count
+
+
+def sdpa_cpu_flops(event: OpEvent) -> int:
+    """FLOPs (2 per multiply-add) of ``_scaled_dot_product_flash_attention_for_cpu``:
+    torch's own ``sdpa_flop_count`` (QK^T and the product with V), which its
+    ``flop_registry`` applies to every other fused attention kernel but not to this one."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    query, key, value = event.args[:3]
+    return int(sdpa_flop_count(query, key, value))
+
+
+def addmm_activation_flops(event: OpEvent) -> int:
+    """FLOPs of ``_addmm_activation`` (a linear layer with a fused ReLU/GELU, in the
+    transformer fast path): those of the addmm, as torch counts ``addmm``."""
+    from torch.utils.flop_counter import flop_registry
+
+    return int(flop_registry[aten.addmm](*event.args[:3], out_val=event.out))
+
+
+def rnn_layer_flops(event: OpEvent) -> int:
+    """FLOPs of one oneDNN LSTM layer and direction (``mkldnn_rnn_layer``): every step
+    multiplies the input by ``weight_ih`` (4H x I) and the hidden state by ``weight_hh``
+    (4H x H), 2 FLOPs per multiply-add; the gates' elementwise work is not counted, as
+    torch counts matmuls only. The input is time-major: (steps, batch, features)."""
+    steps, batch = _first_shape(event.args[0])[:2]
+    weights = math.prod(event.args[1]) + math.prod(event.args[2])
+    return 2 * steps * batch * weights
 
 
 def shapes_of(value: Any) -> Any:

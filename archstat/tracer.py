@@ -33,10 +33,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
+from archstat import cpupath
 from archstat.errors import ArchstatError
 from archstat.metakernels import run_meta, tensors_in
 from archstat.ops import OpEvent, op_kind, shapes_of
@@ -167,6 +169,7 @@ class _Frame:
     module: nn.Module
     record: int | None  # the open record of this call, None between children
     input_shape: tuple[int, ...] | None = None  # of the call's first input tensor
+    opened: list[int] = field(default_factory=list)  # records opened for this call
 
 
 class _NoDynamoMode(TorchDispatchMode):
@@ -245,21 +248,33 @@ class _Recorder(_NoDynamoMode):
         self.freed[self._storages.pop(key)[0]] = len(self.events)
 
     # -- module hooks -------------------------------------------------------------
-    def pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+    # Global module hooks (filtered to the model's modules), not hooks on the modules:
+    # a module with hooks of its own loses TransformerEncoderLayer's fast path ("forward
+    # pre-/hooks are attached to the module"), so hooking it would change what runs. A
+    # global pre-hook sees no keyword arguments: a call's keyword inputs are read by the
+    # post-hook, which does.
+    def pre_hook(self, module: nn.Module, args: Any) -> None:
+        if id(module) not in self.names:
+            return
         if self.stack:
             self.stack[-1].record = None  # the parent's own stretch of ops ends here
         leaf = next(iter(module.children()), None) is None
-        frame = _Frame(self.names.get(id(module), type(module).__name__), module, None,
-                       _first_shape((args, kwargs)))
+        frame = _Frame(self.names[id(module)], module, None, _first_shape(args))
         self.stack.append(frame)
         if leaf:
             frame.record = self._open(frame, leaf=True)
-            self.records[frame.record].inputs = self.serials((args, kwargs))
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        if id(module) not in self.names:
+            return
         frame = self.stack.pop()
+        if frame.input_shape is None:
+            shape = _first_shape(kwargs)
+            for index in frame.opened:
+                self.records[index].input_shape = shape
         if frame.record is not None and self.records[frame.record].leaf:
             record = self.records[frame.record]
+            record.inputs = self.serials((args, kwargs))
             record.output_shape = _first_shape(output)
             record.outputs = self.serials(output)
         if self.stack:
@@ -268,6 +283,7 @@ class _Recorder(_NoDynamoMode):
     def _open(self, frame: _Frame, leaf: bool) -> int:
         self.records.append(LayerRecord(name=frame.name, type=type(frame.module).__name__,
                                         leaf=leaf, input_shape=frame.input_shape))
+        frame.opened.append(len(self.records) - 1)
         return len(self.records) - 1
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -280,6 +296,11 @@ class _Recorder(_NoDynamoMode):
         kwargs = kwargs or {}
         if func in _METADATA_OPS:
             return func(*args, **kwargs)
+        if func in cpupath.DESCEND and any(t.is_meta for t in _tensors(args)):
+            # The CPU kernel of the transformer fast path is itself dispatcher calls:
+            # follow it on meta, so that its ops are recorded one by one.
+            with self:
+                return func.redispatch(cpupath.CPU_KEYS, *args, **kwargs)
         if op_kind(func) is None and func.overloadpacket not in _COUNTED:
             # Like FlopCounterMode: an op we know nothing about may decompose into
             # ops we do know (CompositeImplicitAutograd ops reaching the mode).
@@ -288,12 +309,15 @@ class _Recorder(_NoDynamoMode):
             if decomposed is not NotImplemented:
                 return decomposed
         in_serials = self.serials((args, kwargs))
+        on_meta = any(t.is_meta for t in _tensors((args, kwargs)))
         try:
             out = run_meta(func, args, kwargs)
         except Exception as exc:
-            if data_dependent(func) and any(t.is_meta for t in _tensors((args, kwargs))):
+            if data_dependent(func) and on_meta:
                 raise DataDependentError(func, self._where()) from exc
             raise
+        if on_meta:
+            out = cpupath.cpu_outputs(func, args, out)
         if data_dependent(func) and _value_dependent(func, args):
             self.data_dependent.append((func.overloadpacket.__name__, self._where()))
         if self.stack:
@@ -424,11 +448,10 @@ def trace(
         key: memo[id(p)].numel()
         for (name, p), key in zip(model.named_parameters(), param_storage.values(), strict=True)})
     with ExitStack() as stack:
-        for module in model.modules():
-            stack.enter_context(module.register_forward_pre_hook(recorder.pre_hook,
-                                                                 with_kwargs=True))
-            stack.enter_context(module.register_forward_hook(recorder.post_hook,
-                                                             with_kwargs=True))
+        stack.enter_context(register_module_forward_pre_hook(recorder.pre_hook))
+        stack.enter_context(register_module_forward_hook(recorder.post_hook, with_kwargs=True))
+        if not real:
+            stack.enter_context(cpupath.as_cpu())
         stack.enter_context(_training_flags(model, train))
         if train:
             stack.enter_context(torch.enable_grad())
