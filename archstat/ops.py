@@ -77,6 +77,9 @@ _kind(
     aten.new_ones, aten.new_full,
     aten.channel_shuffle, aten.pixel_shuffle, aten.roll, aten.flip, aten.repeat,
     aten.split_with_sizes_copy, aten.unbind_copy, aten.alias, aten.resize_,
+    # splits that skip autograd's view tracking, triangles, unfolding, scalars
+    aten.unsafe_split, aten.unsafe_split_with_sizes, aten.unsafe_chunk, aten.tril, aten.triu,
+    aten.im2col, aten.scalar_tensor, aten.lift_fresh_copy, aten._local_scalar_dense,
 )
 _kind(
     "elementwise",
@@ -93,7 +96,7 @@ def op_kind(op: Any) -> str | None:
     kind = _KIND_OF.get(op.overloadpacket)
     if kind is not None:
         return kind
-    if op.is_view:
+    if op.is_view or torch.Tag.inplace_view in op.tags:  # transpose_, t_, squeeze_
         return "none"
     if torch.Tag.pointwise in op.tags:
         return "elementwise"

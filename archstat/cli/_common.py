@@ -52,8 +52,8 @@ def resolve_format(
         known = suffixes or _SUFFIX_FORMATS
         found = known.get(output.suffix.lower())
         if found is None:
-            what = f"suffix {output.suffix!r}" if output.suffix else "no suffix"
-            raise ArchstatError(f"cannot tell the format of {str(output)!r} from its {what}: "
+            what = f"from its suffix {output.suffix!r}" if output.suffix else "without a suffix"
+            raise ArchstatError(f"cannot tell the format of {str(output)!r} {what}: "
                                 f"name it {', '.join(sorted(known))}, or give --format")
         return found
     return fmt
