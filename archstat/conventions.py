@@ -15,7 +15,8 @@ number it prints:
     conv/linear/matmul plus batch norm (1 or 2 per element at inference), group and
     layer norm (4 or 5), adaptive average pooling (1 per input element), upsampling and
     grid sampling. fvcore traces ``aten::adaptive_avg_pool2d``, which aten lowers to
-    ``aten.mean`` for a 1x1 output, so archstat counts ``mean`` as fvcore's adaptive pool.
+    ``mean(dim=[-1, -2], keepdim=True)`` for a 1x1 output: archstat counts that ``mean``
+    as fvcore's adaptive pool, and no other (fvcore skips ``aten::mean``).
 ``lecture``
     ``macs`` plus pooling at kernel area per output element, as in the EECS 498/598
     "CNN Architectures" lecture tables (a 3x3 max pool costs 9 per output element).
@@ -128,8 +129,10 @@ _FVCORE_RULES: dict[Any, ops.Formula] = {
     aten.upsample_nearest2d: ops.output_numel,
     aten.upsample_bilinear2d: ops.scaled(ops.output_numel, 4),
     aten._adaptive_avg_pool2d: ops.input_numel,
-    aten.mean: ops.input_numel,
+    aten.mean: ops.adaptive_mean_ops,
     aten.grid_sampler_2d: ops.scaled(ops.output_numel, 4),
+    # the fast path's linear + activation, which fvcore sees as aten::linear
+    aten._addmm_activation: _MACS[aten._addmm_activation],
 }
 
 _ALL_KINDS = frozenset(ops.KINDS)

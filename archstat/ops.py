@@ -186,6 +186,17 @@ def adaptive_pool_window_ops(event: OpEvent) -> int:
     return lead * windows
 
 
+def adaptive_mean_ops(event: OpEvent) -> int:
+    """fvcore's adaptive_avg_pool2d count (1 per input element) for the ``mean`` that
+    aten lowers a 1x1 ``adaptive_avg_pool2d`` to (``mean(dim=[-1, -2], keepdim=True)``);
+    0 for any other mean, which fvcore sees as ``aten::mean`` and skips."""
+    dims = event.args[1] if len(event.args) > 1 else event.kwargs.get("dim")
+    keepdim = event.args[2] if len(event.args) > 2 else event.kwargs.get("keepdim", False)
+    if keepdim and dims is not None and list(dims) == [-1, -2]:
+        return input_numel(event)
+    return 0
+
+
 def _affine(event: OpEvent, weight_index: int, with_affine: int, without: int) -> int:
     has_weight = len(event.args) > weight_index and event.args[weight_index] is not None
     return input_numel(event) * (with_affine if has_weight else without)

@@ -429,7 +429,9 @@ def trace(
     # One meta tensor per distinct tensor, so tied weights stay tied (and are counted once).
     memo: dict[int, torch.Tensor] = {}
     state = {
-        name: memo.setdefault(id(t), _meta_like(t, dtype, train, real))
+        # Parameters keep requires_grad in eval too: torch's matmul chooses between a
+        # folded mm and a bmm by it, so a real run's ops (and memory) depend on it.
+        name: memo.setdefault(id(t), _meta_like(t, dtype, True, real))
         for name, t in [
             *model.named_parameters(remove_duplicate=False),
             *model.named_buffers(remove_duplicate=False),
