@@ -24,6 +24,7 @@ _LAZY = {
     "bottleneck": "archstat.savings",
     "BottleneckReport": "archstat.savings",
     "CONVENTIONS": "archstat.conventions",
+    "crosscheck": "archstat.peers",
     "Convention": "archstat.conventions",
     "estimate_memory": "archstat.memory",
     "MemoryReport": "archstat.memory",

@@ -491,3 +491,149 @@ def render_memory(report: Any, fmt: str) -> Any:
 
     tables = [rich_table(*v, title=titles[k]) for k, v in views.items()]
     return Group(*tables, *([fit] if fit else []))
+
+
+# -- archstat crosscheck -----------------------------------------------------------------
+
+
+PEER_LABELS = {"torch": "FlopCounterMode", "fvcore": "fvcore"}
+
+_REASON_LABELS = {
+    "no_formula": "no formula", "fused_kernel": "fused kernel", "no_handle": "no handle",
+    "no_rule": "no rule", "different_ops": "other ops", "unexplained": "UNEXPLAINED",
+}
+
+# What archstat counts in an op FlopCounterMode has no formula for (conventions'
+# EXTRA_MATMUL_FLOPS).
+_EXTRA_WORK = {
+    "aten._scaled_dot_product_flash_attention_for_cpu": "its QK^T and AV products",
+    "aten._addmm_activation": "its matrix product (a linear layer with a fused activation)",
+    "aten.mkldnn_rnn_layer": "its input and hidden-state products at every step",
+}
+
+
+def exact(value: int) -> str:
+    """An exact integer with thousands separators: ``10,872,225,792``."""
+    return f"{value:,}"
+
+
+def _signed(value: int) -> str:
+    return f"{value:+,}" if value else "0"
+
+
+def _calls(ops: Sequence[Any], what: str = "") -> str:
+    """``aten::lstm (skipped; 2 calls), ...``"""
+    lead = f"{what}; " if what else ""
+    return ", ".join(f"{o.op} ({lead}{o.calls} call{'s' if o.calls != 1 else ''})"
+                     for o in ops)
+
+
+def _op_counts(ops: Sequence[Any], side: str) -> str:
+    return ", ".join(f"{o.op} {exact(getattr(o, side))}" for o in ops
+                     if getattr(o, side) is not None and (getattr(o, side) or side == "archstat"))
+
+
+def reason_text(reason: Any, peer: str) -> str:
+    """One reason of a crosscheck as a sentence (counts exact, in the peer's unit)."""
+    label = PEER_LABELS[peer]
+    where = reason.module or "(root)"
+    if reason.kind == "no_formula":
+        op = reason.peer_ops[0].op
+        work = _EXTRA_WORK.get(op, "its matrix products")
+        return (f"{where}: {label} has no formula for {_calls(reason.peer_ops)} and counts "
+                f"it 0; archstat counts {work}: {exact(reason.archstat)}")
+    if reason.kind == "fused_kernel":
+        outside = (f" ({label} counts {exact(reason.peer)} of them, run outside the kernel)"
+                   if reason.peer else "")
+        return (f"{where}: {label} sees {_calls(reason.peer_ops)} as one op with no formula "
+                f"and counts it 0; archstat follows its CPU kernel and counts the ops inside: "
+                f"{_op_counts(reason.ops, 'archstat')}{outside}")
+    if reason.kind == "no_handle":
+        return (f"{where}: {label} has no handle for {_calls(reason.peer_ops, 'skipped')}; "
+                f"archstat counts {exact(reason.archstat)} of {reason.op_kind} work here that "
+                f"{label} does not (the {reason.op_kind} work on each side: archstat "
+                f"{_op_counts(reason.ops, 'archstat')}; {label} "
+                f"{_op_counts(reason.ops, 'peer') or '0'})")
+    if reason.kind == "no_rule":
+        ops = ", ".join(o.op for o in reason.ops)
+        return (f"{where}: archstat's fvcore convention has no rule for {ops} and counts it "
+                f"0; {label} counts its {exact(reason.peer)} multiply-adds")
+    if reason.kind == "different_ops":
+        return (f"{where}: the same count under other ops, {exact(reason.archstat)}: "
+                f"archstat {_op_counts(reason.ops, 'archstat')}, {label} "
+                f"{_op_counts(reason.ops, 'peer')} (the meta trace took another kernel than "
+                f"the CPU run)")
+    skipped = f"; {label} skipped {_calls(reason.peer_ops)}" if reason.peer_ops else ""
+    what = f" in {reason.op_kind} work" if reason.op_kind else ""
+    return (f"{where}: UNEXPLAINED difference{what} of {_signed(reason.difference)}: archstat "
+            f"{exact(reason.archstat)} ({_op_counts(reason.ops, 'archstat') or '-'}), {label} "
+            f"{exact(reason.peer)} ({_op_counts(reason.ops, 'peer') or '-'}){skipped}")
+
+
+def crosscheck_notes(check: Any) -> list[str]:
+    """The sentences under one peer's table: why the runs differ, module by module, then
+    the totals."""
+    label = PEER_LABELS[check.peer]
+    if check.error is not None:
+        return [f"{label} could not run: {check.error}"]
+    notes = [f"{m or '(root)'}: compared as a whole with {', '.join(subs)}, which only one "
+             "of the two runs called (they took different code paths there)"
+             for m, subs in check.merged.items()]
+    notes += [reason_text(r, check.peer) for r in check.reasons]
+    verdict = ("every difference explained" if check.explained
+               else f"{_signed(check.unexplained)} UNEXPLAINED")
+    notes.append(f"total ({check.convention.unit}): archstat {exact(check.archstat_total)}, "
+                 f"{label} {exact(check.peer_total)}, difference {_signed(check.difference)}: "
+                 f"{verdict}")
+    return notes
+
+
+def crosscheck_view(result: Any, check: Any) -> tuple[str, list[str], list[list[str]],
+                                                       list[str]]:
+    """Title, header, rows and totals row of one peer's table (exact counts)."""
+    label = PEER_LABELS[check.peer]
+    shapes = ", ".join(shape_str(s) for s in result.analysis.input_shape)
+    title = (f"{result.model}  input {shapes}  batch {result.analysis.batch}  "
+             f"{result.analysis.dtype}: archstat ({check.convention.name}) vs {label}")
+    kinds: dict[str, list[str]] = {}
+    for reason in check.reasons:
+        kinds.setdefault(reason.module, []).append(_REASON_LABELS[reason.kind])
+    rows = []
+    for row in check.modules.to_dict("records"):
+        name = row["module"] or "(root)"
+        if row["module"] in check.merged:
+            name += f" (+{len(check.merged[row['module']])})"
+        rows.append([name, row["type"], exact(row["archstat_flops"]), exact(row["peer_flops"]),
+                     _signed(row["difference"]),
+                     ", ".join(dict.fromkeys(kinds.get(row["module"], [])))])
+    header = ["module", "type", "archstat", label, "difference", "reason"]
+    footer = ["total", "", exact(check.archstat_total), exact(check.peer_total),
+              _signed(check.difference), "" if check.explained else "UNEXPLAINED"]
+    return title, header, rows, footer
+
+
+def render_crosscheck(result: Any, fmt: str) -> Any:
+    """A CrossCheck in one of FORMATS: a table per peer with the reasons under it (rich
+    renderables for ``table``, text otherwise)."""
+    if fmt == "csv":
+        return result.to_csv()
+    if fmt == "json":
+        return result.to_json()
+    parts: list[Any] = []
+    for check in result.peers:
+        title, header, rows, footer = crosscheck_view(result, check)
+        notes = crosscheck_notes(check)
+        if fmt == "markdown":
+            table = to_markdown(header, [*rows, footer]) if check.error is None else ""
+            parts.append(f"**{title}**\n\n{table}" + "".join(f"\n- {n}" for n in notes) + "\n")
+        else:
+            from rich.text import Text
+
+            if check.error is None:
+                parts.append(rich_table(header, rows, title=title, footer=footer))
+            parts.extend(Text(n) for n in notes)
+    if fmt == "markdown":
+        return "\n".join(parts)
+    from rich.console import Group
+
+    return Group(*parts)

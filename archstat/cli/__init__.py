@@ -17,6 +17,7 @@ from archstat.cli import bench as _bench
 from archstat.cli import bottleneck as _bottleneck
 from archstat.cli import check as _check
 from archstat.cli import compare as _compare
+from archstat.cli import crosscheck as _crosscheck
 from archstat.cli import memory as _memory
 from archstat.cli import plot as _plot
 from archstat.cli import report as _report
@@ -60,6 +61,7 @@ app.command("snapshot")(_snapshot.snapshot)
 app.command("diff")(_snapshot.diff)
 app.command("bench")(_bench.bench)
 app.command("memory")(_memory.memory)
+app.command("crosscheck")(_crosscheck.crosscheck)
 
 
 def main(argv: list[str] | None = None) -> int:
