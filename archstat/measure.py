@@ -1,14 +1,21 @@
 """Measure on real tensors what :mod:`archstat.memory` estimates on the meta device.
 
 This is the check behind the estimates, not a way to get them: it allocates the model
-and runs it. Counted here, in bytes, are the storages that ops return (through
-:class:`~archstat.tracer.StorageWatch`), from the moment an op makes them until torch
-frees them; memory a kernel allocates and frees internally (a convolution's workspace)
-and an allocator's caching are not, on either side.
+and runs it. Two levels, in bytes, each the counterpart of one estimate:
+
+* tensor level (:func:`measure_forward`, :func:`measure_peaks`): the storages that ops
+  return (through :class:`~archstat.tracer.StorageWatch`), from the moment an op makes
+  them until torch frees them; memory a kernel allocates and frees internally (a
+  convolution's workspace) and an allocator's caching are not counted, on either side.
+  Against ``peak_activation_bytes``.
+* allocator level (:func:`allocator_peak`): every allocation torch's CPU allocator
+  makes during the forward, kernel workspaces included, from the profiler's memory
+  events. Against ``allocator_peak_bytes`` (:mod:`archstat.workspace`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from archstat import cpupath
 from archstat.errors import ArchstatError
+from archstat.metakernels import tensors_in
 from archstat.tracer import StorageWatch
 from archstat.zoo import get_model_info
 
@@ -132,3 +141,115 @@ def measure_training_step(model: nn.Module, inputs: Sequence[torch.Tensor],
     with watch:
         step()
     return sum(storages.values()) + watch.peak_bytes
+
+
+class _DeepWatch(StorageWatch):
+    """A StorageWatch that also sees inside the CPU kernels the trace follows op by op
+    (``cpupath.DESCEND``: the transformer fast path) and, below them, decomposes the
+    CompositeImplicitAutograd ops it meets (``layer_norm``), as the trace does."""
+
+    def __init__(self, existing: Sequence[torch.Tensor] = ()) -> None:
+        super().__init__(existing)
+        self._depth = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        composite = self._depth and torch._C._dispatch_has_kernel_for_dispatch_key(
+            func.name(), "CompositeImplicitAutograd")
+        cpu = all(t.device.type == "cpu" for t in tensors_in((args, kwargs)))
+        if cpu and (func in cpupath.DESCEND or composite):
+            self._depth += 1
+            try:
+                with self:
+                    if func in cpupath.DESCEND:
+                        return func.redispatch(cpupath.CPU_KEYS, *args, **kwargs)
+                    out = func.decompose(*args, **kwargs)
+                    if out is not NotImplemented:
+                        return out
+            finally:
+                self._depth -= 1
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+def available_memory() -> int | None:
+    """Bytes of physical memory free now (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _call(model: nn.Module, inputs: Sequence[Any], kwargs: dict[str, Any] | None) -> Any:
+    return model(*inputs, **(kwargs or {}))
+
+
+def allocator_peak(model: nn.Module, inputs: Sequence[Any], train: bool = False,
+                   warmup: bool = True, kwargs: dict[str, Any] | None = None) -> int:
+    """Allocator level: the most bytes torch's CPU allocator held at once, above what it
+    held when ``model(*inputs, **kwargs)`` started, over that one call (eval mode under
+    ``no_grad``, or with ``train`` training mode with autograd).
+
+    Counted: every allocation and free that torch's profiler reports during the call
+    (``torch.profiler.profile(profile_memory=True)``, the ``[memory]`` events of
+    ``prof.profiler.kineto_results``): each tensor's storage, also those a kernel makes
+    and frees inside itself, and the buffers oneDNN (through ideep) takes from torch's
+    allocator (weight and activation reorders to blocked layouts, RNN scratchpads and
+    workspaces), and the tensors torch wraps Python numbers in. The running sum of their
+    sizes (allocations positive, frees negative), in time order, starts at 0, and the
+    peak is its largest value; what the call returns is still held at its end.
+    Parameters, buffers and inputs exist before the call and are not counted. With
+    ``warmup`` one unmeasured call runs first, so that one-time initialisation (lazy
+    modules, first-call caches) is not counted.
+
+    Not counted: memory that does not come from torch's CPU allocator (MKL's own buffers
+    for GEMM packing, OpenMP thread stacks, Python objects), nor, should a forward free
+    memory it did not allocate, anything but a smaller running sum. The figure depends
+    on the machine: oneDNN picks layouts by CPU, some buffers are per thread."""
+    from torch.profiler import ProfilerActivity, profile
+
+    was_training = model.training
+    model.train(train)
+    try:
+        with torch.set_grad_enabled(train):
+            if warmup:
+                _call(model, inputs, kwargs)
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                output = _call(model, inputs, kwargs)
+            del output
+    finally:
+        model.train(was_training)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+@dataclass(frozen=True)
+class MeasuredPeaks:
+    """One real inference forward on the CPU, in bytes, both above what exists before it
+    (parameters, buffers, inputs): ``tensor_peak_bytes``, the most bytes of storages made
+    by its ops live at once (a StorageWatch that also sees inside the transformer fast
+    path, as the trace does); ``allocator_peak_bytes``, :func:`allocator_peak`."""
+
+    tensor_peak_bytes: int
+    allocator_peak_bytes: int
+
+
+def measure_peaks(model: nn.Module, inputs: Sequence[Any],
+                  kwargs: dict[str, Any] | None = None) -> MeasuredPeaks:
+    """Run ``model(*inputs, **kwargs)`` on the CPU in eval mode under ``no_grad`` and
+    measure both peaks (see :class:`MeasuredPeaks`)."""
+    was_training = model.training
+    model.eval()
+    watch = _DeepWatch([*tensors_in((list(inputs), kwargs or {})), *model.parameters(),
+                        *model.buffers()])
+    try:
+        with torch.no_grad(), watch:
+            output = _call(model, inputs, kwargs)
+        del output
+    finally:
+        model.train(was_training)
+    return MeasuredPeaks(watch.peak_bytes, allocator_peak(model, inputs, kwargs=kwargs))

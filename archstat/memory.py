@@ -11,6 +11,18 @@ All figures are bytes, for the traced batch and dtype:
   (:mod:`archstat.liveness`), reached in ``peak_layer``; ``live_at_peak`` lists it. In
   training this is the training-mode forward, where what autograd saves stays live.
 * ``inference_peak_bytes`` = params + buffers + input + peak activations.
+* ``allocator_peak_bytes`` (inference only): the peak activations as torch's CPU
+  allocator sees them, with the workspaces the CPU kernels allocate and free inside
+  themselves (oneDNN's blocked copies, attention blocks, ...), modelled per op by
+  :mod:`archstat.workspace` for this machine (its thread count and CPU); what it does not
+  model is named in ``allocator_unmodelled``. Params, buffers and input excluded, as in
+  ``peak_activation_bytes``.
+
+With ``measure=True`` the model also runs once on the CPU (inference), and each
+estimate's ``measured`` holds the two peaks of that real run
+(:class:`archstat.measure.MeasuredPeaks`): the tensor-level one against
+``peak_activation_bytes``, the allocator-level one against ``allocator_peak_bytes``.
+Measured figures depend on the machine (threads, CPU, oneDNN's choices).
 
 With ``train=True`` (one step of ``loss.backward(); optimizer.step();
 optimizer.zero_grad()``):
@@ -36,6 +48,7 @@ optimizer.zero_grad()``):
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -46,10 +59,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from archstat import liveness, render
+from archstat import liveness, render, workspace
 from archstat.analysis import analyze, float_dtype
 from archstat.errors import ArchstatError, did_you_mean
-from archstat.inputs import example_inputs, input_specs
+from archstat.inputs import example_inputs, input_specs, make_inputs
+from archstat.measure import MeasuredPeaks, available_memory, measure_peaks
+from archstat.metakernels import tensors_in
 from archstat.spec import resolve_model
 from archstat.tracer import Trace
 from archstat.units import parse_int_list, parse_quantity
@@ -93,6 +108,17 @@ class MemoryEstimate:
     gradient_bytes: int | None = None
     optimizer_bytes: int | None = None
     training_peak_bytes: int | None = None
+    allocator_peak_bytes: int | None = None  # inference only
+    allocator_unmodelled: list[str] = field(default_factory=list, repr=False)
+    measured: MeasuredPeaks | None = None  # with measure=True
+
+    @property
+    def measured_tensor_peak_bytes(self) -> int | None:
+        return self.measured.tensor_peak_bytes if self.measured else None
+
+    @property
+    def measured_allocator_peak_bytes(self) -> int | None:
+        return self.measured.allocator_peak_bytes if self.measured else None
 
     @property
     def total_bytes(self) -> int:
@@ -123,6 +149,13 @@ class MemoryReport:
     largest_batch: int | None = None
     params: int = 0  # parameter elements the forward reads (as analyze counts them)
     params_unused: int = 0  # and those it never reads; params_bytes holds both
+    #: the CPU the allocator-level figures are modelled for (None in training)
+    cpu: workspace.CpuFacts | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Whether the estimates carry a real run's peaks (``measure=True``)."""
+        return any(est.measured is not None for est in self.estimates)
 
     @property
     def train(self) -> bool:
@@ -142,7 +175,9 @@ class MemoryReport:
             common += ["saved_activation_bytes", "backward_peak_bytes", "gradient_bytes",
                        "optimizer_bytes", "training_peak_bytes"]
         else:
-            common.append("inference_peak_bytes")
+            common += ["inference_peak_bytes", "allocator_peak_bytes"]
+        if self.measured:
+            common += ["measured_tensor_peak_bytes", "measured_allocator_peak_bytes"]
         return common + (["fits"] if self.budget_bytes is not None else [])
 
     @property
@@ -178,6 +213,10 @@ class MemoryReport:
             ],
             "batches": render.records(self.batches),
         }
+        if self.cpu is not None:
+            data["allocator_unmodelled"] = list(self.estimates[0].allocator_unmodelled)
+            data["cpu"] = {"threads": self.cpu.threads, "capability": self.cpu.capability,
+                           "onednn": self.cpu.mkldnn}
         if self.budget_bytes is not None:
             data["fit"] = {"budget_bytes": self.budget_bytes, "largest_batch": self.largest_batch,
                            "search_capped": self.search_capped}
@@ -243,7 +282,8 @@ def _live_at(trace: Trace, profile: liveness.LiveProfile, event: int) -> list[Li
 
 
 def _estimate(module: nn.Module, specs: list[Any] | None, batch: int, dtype: torch.dtype,
-              optimizer: str | None, inputs: Any = None) -> tuple[MemoryEstimate, Any]:
+              optimizer: str | None, inputs: Any = None,
+              cpu: workspace.CpuFacts | None = None) -> tuple[MemoryEstimate, Any]:
     """The estimate at ``batch``, and the Analysis it was made from."""
     analysis = analyze(module, input_shape=specs, batch=batch, dtype=dtype, inputs=inputs,
                        train=optimizer is not None, execute="never")
@@ -262,6 +302,10 @@ def _estimate(module: nn.Module, specs: list[Any] | None, batch: int, dtype: tor
     )
     if optimizer is not None:
         _add_training(estimate, t, optimizer)
+    else:
+        allocator = workspace.allocator_profile(t, live, cpu)
+        estimate.allocator_peak_bytes = allocator.peak_bytes
+        estimate.allocator_unmodelled = allocator.notes()
     return estimate, analysis
 
 
@@ -325,13 +369,16 @@ def estimate_memory(
     optimizer: str | None = None,
     fit: int | str | None = None,
     inputs: Any = None,
+    measure: bool = False,
     **config: Any,
 ) -> MemoryReport:
     """Estimate the peak memory of ``model`` for each batch size in ``batch`` (an int,
     ``"1,32,256"`` or a list), for inference or, with ``train``, for one training step with
     ``optimizer`` (``sgd``, the default, ``sgd-momentum`` or ``adam``; only with ``train``).
     With ``fit`` (bytes, or a size such as ``"24GiB"``), also find the largest batch whose
-    estimated peak fits it.
+    estimated peak fits it. With ``measure`` (inference only), run the model once on the
+    CPU at each batch asked and attach the real run's peaks (see the module docstring);
+    a model that would not fit in the memory the machine has free is refused.
 
     ``model``, ``input_shape`` (without batch), ``inputs`` (example inputs, whose batch is
     then the only one) and ``config`` are as for :func:`archstat.analyze`. Units and what
@@ -343,6 +390,9 @@ def estimate_memory(
     if optimizer is not None and not train:
         raise ArchstatError("an optimizer needs train=True (an inference estimate has none)")
     opt = _optimizer(optimizer or "sgd") if train else None
+    if measure and train:
+        raise ArchstatError("measuring compares inference peaks: measure without train")
+    cpu = None if train else workspace.CpuFacts.current()
     resolved = resolve_model(model, **config)
     specs = None
     if inputs is not None:
@@ -356,13 +406,65 @@ def estimate_memory(
 
     def at(b: int) -> MemoryEstimate:
         if b not in cache:
-            cache[b] = _estimate(resolved.module, specs, b, torch_dtype, opt, inputs)
+            cache[b] = _estimate(resolved.module, specs, b, torch_dtype, opt, inputs, cpu)
         return cache[b][0]
 
     estimates = [at(b) for b in sizes]
     largest = None
     if budget is not None:
         largest = largest_batch(lambda b: at(b).total_bytes, budget)
+    if measure:
+        _measure(resolved, estimates, specs, torch_dtype, inputs)
     first = cache[sizes[0]][1]
     return MemoryReport(resolved.label, first.input_shape, first.dtype, opt, estimates, budget,
-                        largest, first.totals["params"], first.totals["params_unused"])
+                        largest, first.totals["params"], first.totals["params_unused"], cpu)
+
+
+def _cpu_model(resolved: Any, dtype: torch.dtype) -> nn.Module:
+    """The model with real weights on the CPU, in ``dtype``: a named model is built there
+    (seeded), a module the caller passed is used as it is, if its weights are real."""
+    if resolved.build is not None:
+        module = resolved.build("cpu")
+    else:
+        module = resolved.module
+        devices = {t.device.type for t in (*module.parameters(), *module.buffers())}
+        if devices - {"cpu"}:
+            raise ArchstatError("measuring needs the model's weights on the CPU, not on "
+                                f"{', '.join(sorted(devices - {'cpu'}))}")
+    if any(t.is_floating_point() and t.dtype != dtype
+           for t in (*module.parameters(), *module.buffers())):
+        module = copy.deepcopy(module).to(dtype)
+    return module
+
+
+def _measure(resolved: Any, estimates: list[MemoryEstimate], specs: list[Any] | None,
+             dtype: torch.dtype, inputs: Any) -> None:
+    """Attach a real CPU run's peaks to each estimate (see :func:`estimate_memory`)."""
+    free = available_memory()
+    for est in estimates:
+        need = (est.inference_peak_bytes - est.peak_activation_bytes
+                + max(est.peak_activation_bytes, est.allocator_peak_bytes or 0))
+        if free is not None and need > free // 2:
+            raise ArchstatError(f"measuring batch {est.batch} needs about {need:,} bytes on "
+                                f"the CPU, more than half of the {free:,} free here")
+    module = _cpu_model(resolved, dtype)
+    for est in estimates:
+        if inputs is not None:
+            if any(t.device.type != "cpu" for t in tensors_in(inputs)):
+                raise ArchstatError("measuring needs the example inputs on the CPU")
+            real = example_inputs(_in_dtype(inputs, dtype), dtype)
+        else:
+            real = make_inputs(specs, est.batch, dtype, device="cpu")
+        est.measured = measure_peaks(module, real.args, real.kwargs)
+
+
+def _in_dtype(value: Any, dtype: torch.dtype) -> Any:
+    """Example inputs with their floating tensors in the traced dtype, as the trace casts
+    them (tensors in nested tuples, lists and dicts too)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_in_dtype(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _in_dtype(v, dtype) for k, v in value.items()}
+    return value

@@ -397,6 +397,11 @@ _MEMORY_ROWS = [  # (field, label, note) of the memory summary, in reading order
     ("buffers_bytes", "buffers", "batch norm running statistics and the like"),
     ("input_bytes", "input", "the caller's tensor, not an activation"),
     ("peak_activation_bytes", "peak activations", "most activation storage live at once"),
+    ("measured_tensor_peak_bytes", "measured peak activations", "a real CPU run"),
+    ("allocator_peak_bytes", "allocator peak (CPU, modelled)", "peak activations with the "
+     "CPU kernels' workspaces"),
+    ("measured_allocator_peak_bytes", "measured allocator peak", "a real CPU run, the "
+     "profiler's allocations"),
     ("saved_activation_bytes", "saved activations", "kept by autograd for backward"),
     ("backward_peak_bytes", "forward+backward peak", "activations, saved activations and "
      "gradients live at once"),
@@ -406,6 +411,9 @@ _MEMORY_ROWS = [  # (field, label, note) of the memory summary, in reading order
     ("training_peak_bytes", "training peak", "params + buffers + input + optimizer state "
      "+ max(forward+backward peak, optimizer step)"),
 ]
+#: measured row -> the estimate it checks
+_MEASURED_OF = {"measured_tensor_peak_bytes": "peak_activation_bytes",
+                "measured_allocator_peak_bytes": "allocator_peak_bytes"}
 
 
 def memory_view(report: Any) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -420,6 +428,10 @@ def memory_view(report: Any) -> dict[str, tuple[list[str], list[list[str]]]]:
             note = f"{note}, in {first['peak_layer']}"
         elif key == "optimizer_bytes":
             note = report.optimizer
+        elif key == "allocator_peak_bytes" and report.cpu is not None:
+            note = f"{note}, {report.cpu.threads} threads, {report.cpu.capability}"
+        elif key in _MEASURED_OF:
+            note = f"{note}; estimate {_against(first[_MEASURED_OF[key]], first[key])}"
         summary.append([label, human_bytes(first[key]), note])
     views = {"summary": (["quantity", "size", "note"], summary)}
     views["live"] = (["made by", "tensors", "size", "largest"],
@@ -437,7 +449,9 @@ _BATCH_HEADERS = {
     "saved_activation_bytes": "saved activations", "gradient_bytes": "gradients",
     "backward_peak_bytes": "fwd+bwd peak",
     "optimizer_bytes": "optimizer state", "inference_peak_bytes": "inference peak",
-    "training_peak_bytes": "training peak",
+    "training_peak_bytes": "training peak", "allocator_peak_bytes": "allocator peak",
+    "measured_tensor_peak_bytes": "measured peak act.",
+    "measured_allocator_peak_bytes": "measured alloc. peak",
 }
 
 
@@ -459,6 +473,22 @@ def memory_title(report: Any) -> str:
     mode = f"training step, {report.optimizer}" if report.train else "inference"
     return (f"{report.model}  input {shapes}  batch {report.estimates[0].batch}  "
             f"{report.dtype}  {mode}")
+
+
+def _against(estimate: int, measured: int) -> str:
+    """``exact``, or the estimate's ratio to the measurement (``0.713x``)."""
+    if estimate == measured:
+        return "exact"
+    return f"{estimate / measured:.3f}x" if measured else "-"
+
+
+def memory_allocator_line(report: Any) -> str | None:
+    """What the allocator-level estimate leaves out, in a line (None if nothing or in
+    training): ``allocator peak, not modelled: oneDNN LSTM scratchpad (...), 2 ops``."""
+    if report.cpu is None:
+        return None
+    missing = report.estimates[0].allocator_unmodelled
+    return f"allocator peak, not modelled: {'; '.join(missing)}" if missing else None
 
 
 def memory_fit_line(report: Any) -> str | None:
@@ -483,14 +513,15 @@ def render_memory(report: Any, fmt: str) -> Any:
     views = memory_view(report)
     titles = {"summary": memory_title(report), "live": "live at the peak",
               "batches": "by batch size"}
-    fit = memory_fit_line(report)
+    lines = [line for line in (memory_allocator_line(report), memory_fit_line(report)) if line]
     if fmt == "markdown":
         parts = [f"**{titles[k]}**\n\n" + to_markdown(*v) for k, v in views.items()]
-        return "\n".join(parts) + (f"\n{fit}\n" if fit else "")
+        return "\n".join(parts) + "".join(f"\n{line}\n" for line in lines)
     from rich.console import Group
+    from rich.text import Text
 
     tables = [rich_table(*v, title=titles[k]) for k, v in views.items()]
-    return Group(*tables, *([fit] if fit else []))
+    return Group(*tables, *(Text(line) for line in lines))
 
 
 # -- archstat crosscheck -----------------------------------------------------------------

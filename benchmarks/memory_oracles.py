@@ -1,18 +1,21 @@
-"""archstat's memory estimate against two oracles of a real CPU run, per model.
+"""archstat's memory estimates against two oracles of a real CPU run, per model.
 
     python benchmarks/memory_oracles.py            # zoo at its default input, batch 1
     python benchmarks/memory_oracles.py --quick    # zoo at its smallest input, batch 2
     python benchmarks/memory_oracles.py --blocks   # only the RNN/attention blocks
+    python benchmarks/memory_oracles.py --train    # also the training forward
+    python benchmarks/memory_oracles.py -o benchmarks/results/memory_oracles_cpu.md
 
-Prints one Markdown table, a row per model (the zoo, then the RNN, transformer and SDPA
-blocks of ``BLOCKS``): archstat's inference peak (``estimate_memory``), the tensor-level
-peak of the real run twice (``archstat.measure``'s watch, and ``tensor_peak`` below, which
-also sees inside the fused kernels), their ratio, and the allocator-level peak with its
-ratio to the tensor level; then, in training mode, the saved activations (estimate and
-measured) and the training forward's peak.
+Prints a Markdown table, a row per model (the zoo, then the RNN, transformer and SDPA
+blocks of ``BLOCKS``), inference: archstat's tensor-level peak (``peak_activation_bytes``)
+against ``tensor_peak`` below, and its allocator-level peak (``allocator_peak_bytes``)
+against ``allocator_peak``, with what the allocator estimate does not model; with
+``--train``, a second table of the training forward's saved activations and peak.
 
-The two oracles here read nothing of archstat (the watch is written again, so that the
-oracle shares no code with what it checks):
+The tensor-level oracle reads nothing of archstat (the watch is written again, so that the
+oracle shares no code with what it checks); the allocator-level one, ``allocator_peak``,
+lives in :mod:`archstat.measure` (``archstat memory --measure`` runs it too) and reads only
+torch's profiler:
 
 * ``tensor_peak`` counts the storages that aten ops return, from the op that makes them
   until torch frees them, with their full size; storages of the inputs, parameters and
@@ -29,17 +32,20 @@ oracle shares no code with what it checks):
 from __future__ import annotations
 
 import argparse
-import time
+import re
+import sys
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from archstat.measure import allocator_peak
 
 aten = torch.ops.aten
 _CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
@@ -150,46 +156,6 @@ def tensor_peak(model: nn.Module, inputs: Sequence[Any],
     return watch.peak_bytes, total
 
 
-def allocator_peak(model: nn.Module, inputs: Sequence[Any], train: bool = False,
-                   warmup: bool = True) -> int:
-    """Allocator-level oracle: the most bytes the CPU allocator held at once, above what
-    it held when ``model(*inputs)`` started, over that one call (eval mode under
-    ``no_grad``, or with ``train`` training mode with autograd).
-
-    Counted: every allocation and free that torch's profiler reports during the call
-    (``torch.profiler.profile(profile_memory=True)``, the ``[memory]`` events of
-    ``prof.profiler.kineto_results``): each tensor's storage, also those a kernel makes
-    and frees inside itself, and the buffers oneDNN (through ideep) takes from torch's
-    allocator (weight and activation reorders to blocked layouts, RNN scratchpads and
-    workspaces). The running sum of their sizes (allocations positive, frees negative),
-    in time order, starts at 0, and the peak is its largest value; what the call returns
-    is still held at its end. Parameters, buffers and inputs exist before the call and are
-    not counted. With ``warmup`` one unmeasured call runs first, so that one-time
-    initialisation (lazy modules, first-call caches) is not counted.
-
-    Not counted: memory that does not come from torch's CPU allocator (MKL's own buffers
-    for GEMM packing, OpenMP thread stacks, Python objects), nor, should a forward free
-    memory it did not allocate, anything but a smaller running sum."""
-    was_training = model.training
-    model.train(train)
-    try:
-        with torch.set_grad_enabled(train):
-            if warmup:
-                model(*inputs)
-            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-                output = model(*inputs)
-            del output
-    finally:
-        model.train(was_training)
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    events.sort(key=lambda e: e.start_ns())
-    live = peak = 0
-    for event in events:
-        live += event.nbytes()
-        peak = max(peak, live)
-    return peak
-
-
 # --------------------------------------------------------------------------- blocks
 class SDPAttention(nn.Module):
     """A fused qkv projection and ``F.scaled_dot_product_attention`` (on the CPU:
@@ -262,50 +228,104 @@ def _zoo_cases(quick: bool) -> list[tuple[str, Callable[[], nn.Module], tuple[in
 
 
 def _ratio(a: int | None, b: int | None) -> str:
-    return f"{a / b:.3f}" if a is not None and b else "-"
+    if a is None or not b:
+        return "-"
+    return "exact" if a == b else f"{a / b:.3f}"
 
 
 def _fmt(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def row(name: str, build: Callable[[], nn.Module], shape: tuple[int, ...],
-        batch: int) -> str:
-    from archstat.measure import measure_forward
+@dataclass
+class Row:
+    """One model's figures, bytes (None where an estimate failed or was not asked)."""
+
+    name: str
+    input: str
+    tensor_est: int | None
+    tensor: int
+    alloc_est: int | None
+    alloc: int
+    unmodelled: list[str]
+    saved_est: int | None = None
+    saved: int | None = None
+    train_est: int | None = None
+    train: int | None = None
+
+    def inference_cells(self) -> str:
+        note = "; ".join(self.unmodelled)
+        return (f"| {self.name} | {self.input} | {_fmt(self.tensor_est)} | {_fmt(self.tensor)} "
+                f"| {_ratio(self.tensor_est, self.tensor)} | {_fmt(self.alloc_est)} "
+                f"| {_fmt(self.alloc)} | {_ratio(self.alloc_est, self.alloc)} "
+                f"| {f'{self.alloc / self.tensor:.3f}' if self.tensor else '-'} | {note} |")
+
+    def training_cells(self) -> str:
+        return (f"| {self.name} | {self.input} | {_fmt(self.saved_est)} | {_fmt(self.saved)} "
+                f"| {_ratio(self.saved_est, self.saved)} | {_fmt(self.train_est)} "
+                f"| {_fmt(self.train)} | {_ratio(self.train_est, self.train)} |")
+
+
+def measure_row(name: str, build: Callable[[], nn.Module], shape: tuple[int, ...],
+                batch: int, train: bool = False) -> Row:
+    """Estimate (``estimate_memory``) and measure (``tensor_peak``, ``allocator_peak``)
+    one model at ``batch``; with ``train`` also the training forward's saved activations
+    and peak."""
     from archstat.memory import estimate_memory
 
     torch.manual_seed(0)
     model = build()
-    start = time.perf_counter()
+    inputs = (torch.randn(batch, *shape),)
+    est = alloc_est = None
+    unmodelled: list[str] = []
     try:
         inference = estimate_memory(model, input_shape=shape, batch=batch).estimates[0]
+        est, alloc_est = inference.peak_activation_bytes, inference.allocator_peak_bytes
+        unmodelled = inference.allocator_unmodelled
+    except Exception as exc:  # an estimate that fails is a row, not the end of the table
+        unmodelled = [f"estimate failed: {type(exc).__name__}: {exc}"]
+    row = Row(name, f"{batch}x{'x'.join(map(str, shape))}", est, tensor_peak(model, inputs)[0],
+              alloc_est, allocator_peak(model, inputs), unmodelled)
+    if train:
         training = estimate_memory(model, input_shape=shape, batch=batch,
                                    train=True).estimates[0]
-        est, est_saved, est_train = (inference.peak_activation_bytes,
-                                     training.saved_activation_bytes,
-                                     training.peak_activation_bytes)
-    except Exception as exc:  # an estimate that fails is a row, not the end of the table
-        est = est_saved = est_train = None
-        print(f"<!-- {name}: estimate failed: {type(exc).__name__}: {exc} -->")
-    inputs = (torch.randn(batch, *shape),)
-    watch = measure_forward(model, inputs).peak_activation_bytes
-    deep, _ = tensor_peak(model, inputs)
-    deep_train, saved = tensor_peak(model, inputs, train=True)
-    alloc = allocator_peak(model, inputs)
-    seconds = time.perf_counter() - start
-    return (f"| {name} | {batch}x{'x'.join(map(str, shape))} | {_fmt(est)} | {_fmt(watch)} "
-            f"| {_fmt(deep)} | {_ratio(est, deep)} | {_fmt(alloc)} | {_ratio(alloc, deep)} "
-            f"| {_fmt(est_saved)} | {_fmt(saved)} | {_ratio(est_saved, saved)} "
-            f"| {_fmt(est_train)} | {_fmt(deep_train)} | {_ratio(est_train, deep_train)} "
-            f"| {seconds:.1f} |")
+        row.saved_est, row.train_est = (training.saved_activation_bytes,
+                                        training.peak_activation_bytes)
+        row.train, row.saved = tensor_peak(model, inputs, train=True)
+    return row
 
 
-HEADER = (
-    "| model | input | est peak | watch | tensor peak | est/tensor | allocator peak "
-    "| alloc/tensor | est saved | saved | est/saved | est train peak | train peak "
-    "| est/train | s |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+INFERENCE_HEADER = (
+    "| model | input | tensor est | tensor measured | est/measured | allocator est "
+    "| allocator measured | est/measured | allocator/tensor | not modelled |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 )
+TRAINING_HEADER = (
+    "| model | input | saved est | saved | est/saved | train peak est | train peak "
+    "| est/measured |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _onednn() -> str:
+    found = re.search(r"(?:MKL-DNN|oneDNN) (v[\d.]+)", torch.__config__.show())
+    return f"oneDNN {found[1]}" if found else "no oneDNN"
+
+
+def machine() -> str:
+    """torch, threads, CPU capability and oneDNN, in a line."""
+    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}, {_onednn()}"
+            f"{'' if torch.backends.mkldnn.is_available() else ' (off)'}")
+
+
+def _summary(rows: list[Row]) -> str:
+    tensor = sum(r.tensor_est == r.tensor for r in rows)
+    alloc = sum(r.alloc_est == r.alloc for r in rows)
+    off = [f"{r.name} ({_ratio(r.alloc_est, r.alloc)}, {_fmt(r.alloc - (r.alloc_est or 0))} "
+           "bytes short)" for r in rows if r.alloc_est != r.alloc]
+    return (f"Exact: tensor level {tensor} of {len(rows)}, allocator level {alloc} of "
+            f"{len(rows)}." + (f" Not exact at allocator level: {', '.join(off)}." if off else ""))
 
 
 def main() -> None:
@@ -313,18 +333,39 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="zoo at its smallest input, batch 2 (as the validation test)")
     parser.add_argument("--blocks", action="store_true", help="only the blocks")
+    parser.add_argument("--train", action="store_true",
+                        help="also the training forward: saved activations and peak")
+    parser.add_argument("-o", "--output", help="also write the tables to this Markdown file")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}\n")
-    print("Bytes. est: archstat.estimate_memory; watch: archstat.measure's StorageWatch; "
-          "tensor: tensor_peak (sees inside fused kernels); allocator: allocator_peak "
-          "(profiler [memory] events); inference in eval under no_grad, saved and train "
-          "peak from a training-mode forward.\n")
-    print(HEADER)
+    command = "python benchmarks/memory_oracles.py " + " ".join(sys.argv[1:])
+    head = ["# Memory estimates against a real CPU run\n",
+            f"`{command.strip()}` on {machine()}.\n",
+            "Bytes, inference (eval, no_grad), above the parameters, buffers and inputs. "
+            "tensor: archstat's peak activations (`estimate_memory`) against `tensor_peak` "
+            "(the storages ops return, inside fused kernels too); allocator: "
+            "`allocator_peak_bytes` (liveness plus `archstat.workspace`'s per-op kernel "
+            "workspaces) against `archstat.measure.allocator_peak` (the profiler's "
+            "allocation events). Allocator-level figures depend on the thread count and "
+            "the CPU.\n"]
+    print("\n".join(head))
+    print(INFERENCE_HEADER, flush=True)
     cases = [] if args.blocks else _zoo_cases(args.quick)
     cases += [(name, build, shape, batch) for name, (build, shape, batch) in BLOCKS.items()]
+    rows = []
     for name, build, shape, batch in cases:
-        print(row(name, build, shape, batch), flush=True)
+        rows.append(measure_row(name, build, shape, batch, args.train))
+        print(rows[-1].inference_cells(), flush=True)
+    lines = [*head, INFERENCE_HEADER, *(r.inference_cells() for r in rows), "",
+             _summary(rows)]
+    print("\n" + _summary(rows))
+    if args.train:
+        training = [TRAINING_HEADER, *(r.training_cells() for r in rows)]
+        print("\n" + "\n".join(training))
+        lines += ["", "Training forward (train mode, autograd on), tensor level:", "",
+                  *training]
+    if args.output:
+        with open(args.output, "w") as out:
+            out.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,11 +30,15 @@ def memory(
                                                   "(default), sgd-momentum or adam.")] = None,
     fit: Annotated[str | None, typer.Option("--fit", help="Also find the largest batch whose "
                                             "peak fits this budget, e.g. 24GiB.")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="Also run the model once on the "
+                                          "CPU and show its measured peaks (tensor and "
+                                          "allocator level) beside the estimates.")] = False,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
 ) -> None:
-    """Peak memory of MODEL: params, buffers, peak activations (and where), and with
-    --train saved activations, gradients, optimizer state and the training-step peak."""
+    """Peak memory of MODEL: params, buffers, peak activations (and where), the allocator
+    peak with the CPU kernels' workspaces, and with --train saved activations, gradients,
+    optimizer state and the training-step peak."""
     from archstat import render
     from archstat.errors import ArchstatError
     from archstat.memory import estimate_memory
@@ -45,6 +49,8 @@ def memory(
         sizes = parse_int_list(batch, "--batch")
         if optimizer is not None and not train:
             raise ArchstatError("--optimizer needs --train (an inference estimate has none)")
+        if measure and train:
+            raise ArchstatError("--measure compares inference peaks: drop --train")
         report = estimate_memory(model, input_shape=input or None, batch=sizes, dtype=dtype,
-                                 train=train, optimizer=optimizer, fit=fit)
+                                 train=train, optimizer=optimizer, fit=fit, measure=measure)
         emit(render.render_memory(report, fmt), output)
