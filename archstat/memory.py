@@ -11,12 +11,13 @@ All figures are bytes, for the traced batch and dtype:
   (:mod:`archstat.liveness`), reached in ``peak_layer``; ``live_at_peak`` lists it. In
   training this is the training-mode forward, where what autograd saves stays live.
 * ``inference_peak_bytes`` = params + buffers + input + peak activations.
-* ``allocator_peak_bytes`` (inference only): the peak activations as torch's CPU
-  allocator sees them, with the workspaces the CPU kernels allocate and free inside
+* ``allocator_peak_bytes`` (inference, with ``allocator=True`` or ``measure=True``): the
+  peak activations as torch's CPU allocator sees them, with the workspaces the CPU kernels allocate and free inside
   themselves (oneDNN's blocked copies, attention blocks, ...), modelled per op by
   :mod:`archstat.workspace` for this machine (its thread count and CPU); what it does not
   model is named in ``allocator_unmodelled``. Params, buffers and input excluded, as in
-  ``peak_activation_bytes``.
+  ``peak_activation_bytes``. It depends on the machine, so it is left out unless asked:
+  every other figure is the same on every machine.
 
 With ``measure=True`` the model also runs once on the CPU (inference), and each
 estimate's ``measured`` holds the two peaks of that real run
@@ -175,7 +176,9 @@ class MemoryReport:
             common += ["saved_activation_bytes", "backward_peak_bytes", "gradient_bytes",
                        "optimizer_bytes", "training_peak_bytes"]
         else:
-            common += ["inference_peak_bytes", "allocator_peak_bytes"]
+            common.append("inference_peak_bytes")
+            if self.cpu is not None:
+                common.append("allocator_peak_bytes")
         if self.measured:
             common += ["measured_tensor_peak_bytes", "measured_allocator_peak_bytes"]
         return common + (["fits"] if self.budget_bytes is not None else [])
@@ -302,7 +305,7 @@ def _estimate(module: nn.Module, specs: list[Any] | None, batch: int, dtype: tor
     )
     if optimizer is not None:
         _add_training(estimate, t, optimizer)
-    else:
+    elif cpu is not None:
         allocator = workspace.allocator_profile(t, live, cpu)
         estimate.allocator_peak_bytes = allocator.peak_bytes
         estimate.allocator_unmodelled = allocator.notes()
@@ -369,6 +372,7 @@ def estimate_memory(
     optimizer: str | None = None,
     fit: int | str | None = None,
     inputs: Any = None,
+    allocator: bool = False,
     measure: bool = False,
     **config: Any,
 ) -> MemoryReport:
@@ -376,9 +380,11 @@ def estimate_memory(
     ``"1,32,256"`` or a list), for inference or, with ``train``, for one training step with
     ``optimizer`` (``sgd``, the default, ``sgd-momentum`` or ``adam``; only with ``train``).
     With ``fit`` (bytes, or a size such as ``"24GiB"``), also find the largest batch whose
-    estimated peak fits it. With ``measure`` (inference only), run the model once on the
-    CPU at each batch asked and attach the real run's peaks (see the module docstring);
-    a model that would not fit in the memory the machine has free is refused.
+    estimated peak fits it. With ``allocator`` (inference only), also model the peak as
+    this machine's CPU allocator sees it; with ``measure`` (inference only, implies
+    ``allocator``), run the model once on the CPU at each batch asked and attach the real
+    run's peaks (see the module docstring); a model that would not fit in the memory the
+    machine has free is refused.
 
     ``model``, ``input_shape`` (without batch), ``inputs`` (example inputs, whose batch is
     then the only one) and ``config`` are as for :func:`archstat.analyze`. Units and what
@@ -390,9 +396,10 @@ def estimate_memory(
     if optimizer is not None and not train:
         raise ArchstatError("an optimizer needs train=True (an inference estimate has none)")
     opt = _optimizer(optimizer or "sgd") if train else None
-    if measure and train:
-        raise ArchstatError("measuring compares inference peaks: measure without train")
-    cpu = None if train else workspace.CpuFacts.current()
+    if (measure or allocator) and train:
+        raise ArchstatError("the allocator-level peak and measuring are for inference: "
+                            "leave out train")
+    cpu = workspace.CpuFacts.current() if (allocator or measure) else None
     resolved = resolve_model(model, **config)
     specs = None
     if inputs is not None:

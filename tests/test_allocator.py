@@ -26,21 +26,27 @@ from benchmarks.memory_oracles import SDPAttention, tensor_peak
 
 aten = torch.ops.aten
 AVX512 = CpuFacts(threads=2, capability="AVX512", mkldnn=True)
-onednn_avx512 = pytest.mark.skipif(
-    torch.backends.cpu.get_cpu_capability() != "AVX512"
-    or not torch.backends.mkldnn.is_available(),
-    reason="oneDNN's layouts are modelled on AVX-512")
+#: oneDNN's convolution layouts are modelled on AVX-512 (this project's machines); on
+#: another CPU the estimate must name the convolutions it leaves out instead.
+ONEDNN_AVX512 = (torch.backends.cpu.get_cpu_capability() == "AVX512"
+                 and torch.backends.mkldnn.is_available())
 
 
 def _estimate(model: nn.Module, x: torch.Tensor):
-    return estimate_memory(model, input_shape=tuple(x.shape[1:]), batch=x.shape[0]).estimates[0]
+    return estimate_memory(model, input_shape=tuple(x.shape[1:]), batch=x.shape[0],
+                           allocator=True).estimates[0]
 
 
 def _check(model: nn.Module, x: torch.Tensor) -> int:
     """The estimate equals the allocator's peak, and the kernel's workspace is real (the
-    allocator holds more than the tensors do); returns the workspace."""
+    allocator holds more than the tensors do); returns the workspace. On a CPU whose
+    convolution layouts are not modelled, the estimate names them instead (and 1 is
+    returned)."""
     torch.manual_seed(0)
     est = _estimate(model, x)
+    if not ONEDNN_AVX512:
+        assert any("convolution" in note for note in est.allocator_unmodelled)
+        return 1
     measured = allocator_peak(model, (x,))
     assert est.allocator_unmodelled == []
     assert est.allocator_peak_bytes == measured
@@ -59,7 +65,6 @@ class Conv(nn.Module):
         return self.conv(x)
 
 
-@onednn_avx512
 @pytest.mark.parametrize(("conv", "shape"), [
     (Conv(16, 32, 3, padding=1), (2, 16, 12, 12)),  # blocked input, weights and output
     (Conv(3, 24, 3, padding=1), (2, 3, 12, 12)),  # plain input; bias padded to 32
@@ -176,13 +181,15 @@ def test_training_has_no_allocator_estimate() -> None:
 
 # -- measuring -------------------------------------------------------------------------------
 
-@onednn_avx512
 def test_measure_puts_a_real_runs_peaks_beside_the_estimates() -> None:
     report = estimate_memory("lenet5", batch="1,2", measure=True)
     for est in report.estimates:
         assert est.measured is not None
         assert est.measured.tensor_peak_bytes == est.peak_activation_bytes
-        assert est.measured.allocator_peak_bytes == est.allocator_peak_bytes
+        if ONEDNN_AVX512:
+            assert est.measured.allocator_peak_bytes == est.allocator_peak_bytes
+        else:
+            assert any("convolution" in note for note in est.allocator_unmodelled)
     assert report.estimates[1].measured.allocator_peak_bytes > \
         report.estimates[0].measured.allocator_peak_bytes
     assert "measured_allocator_peak_bytes" in report.to_csv().splitlines()[0]
@@ -210,7 +217,7 @@ def test_measure_needs_real_weights_and_inference() -> None:
         model = nn.Linear(8, 4)
     with pytest.raises(ArchstatError, match="weights on the CPU, not on meta"):
         estimate_memory(model, input_shape=(8,), measure=True)
-    with pytest.raises(ArchstatError, match="measure without train"):
+    with pytest.raises(ArchstatError, match="for inference: leave out train"):
         estimate_memory("lenet5", train=True, measure=True)
 
 
@@ -223,30 +230,36 @@ def invoke(*args: str):
     return runner.invoke(app, list(args), env={"COLUMNS": "200"})
 
 
-def test_cli_shows_the_allocator_peak_and_no_measurement_by_default() -> None:
-    result = invoke("memory", "lenet5")
+def test_cli_shows_the_allocator_peak_only_when_asked() -> None:
+    # the default output is the same on every machine: no thread- or CPU-dependent figure
+    plain = json.loads(invoke("memory", "lenet5", "-f", "json").output)
+    assert "allocator_peak_bytes" not in plain and "cpu" not in plain
+    result = invoke("memory", "lenet5", "--allocator")
     assert result.exit_code == 0, result.output
     assert "allocator peak (CPU, modelled)" in result.output
     assert "measured" not in result.output
-    data = json.loads(invoke("memory", "lenet5", "-f", "json").output)
+    data = json.loads(invoke("memory", "lenet5", "--allocator", "-f", "json").output)
     assert data["allocator_peak_bytes"] >= data["peak_activation_bytes"]
-    assert data["allocator_unmodelled"] == []
+    assert (data["allocator_unmodelled"] == []) == ONEDNN_AVX512
     assert not any(key.startswith("measured") for key in data)
 
 
-@onednn_avx512
 def test_cli_measure() -> None:
     result = invoke("memory", "lenet5", "--measure")
     assert result.exit_code == 0, result.output
-    assert "measured allocator peak" in result.output and "estimate exact" in result.output
+    assert "measured allocator peak" in result.output
     data = json.loads(invoke("memory", "lenet5", "--measure", "-f", "json").output)
-    assert data["measured_allocator_peak_bytes"] == data["allocator_peak_bytes"]
+    if ONEDNN_AVX512:
+        assert "estimate exact" in result.output
+        assert data["measured_allocator_peak_bytes"] == data["allocator_peak_bytes"]
+    else:
+        assert data["allocator_unmodelled"]
 
 
 def test_cli_names_what_is_not_modelled(tmp_path, monkeypatch) -> None:
     (tmp_path / "rnn_models.py").write_text("from torch import nn\nlstm = nn.LSTM(8, 16)\n")
     monkeypatch.chdir(tmp_path)
-    result = invoke("memory", "rnn_models:lstm", "--input", "2x8", "-b", "5")
+    result = invoke("memory", "rnn_models:lstm", "--input", "2x8", "-b", "5", "--allocator")
     assert result.exit_code == 0, result.output
     assert ("allocator peak, not modelled: oneDNN LSTM scratchpad (mkldnn_rnn_layer), 1 op"
             in result.output)
@@ -255,4 +268,4 @@ def test_cli_names_what_is_not_modelled(tmp_path, monkeypatch) -> None:
 def test_cli_measure_refuses_training() -> None:
     result = invoke("memory", "lenet5", "--measure", "--train")
     assert result.exit_code == 2
-    assert "--measure compares inference peaks" in result.output
+    assert "--allocator and --measure are for inference" in result.output

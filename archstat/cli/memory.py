@@ -30,6 +30,10 @@ def memory(
                                                   "(default), sgd-momentum or adam.")] = None,
     fit: Annotated[str | None, typer.Option("--fit", help="Also find the largest batch whose "
                                             "peak fits this budget, e.g. 24GiB.")] = None,
+    allocator: Annotated[bool, typer.Option("--allocator", help="Also model the peak as this "
+                                            "machine's CPU allocator sees it (kernel "
+                                            "workspaces; depends on its threads and CPU).")
+                         ] = False,
     measure: Annotated[bool, typer.Option("--measure", help="Also run the model once on the "
                                           "CPU and show its measured peaks (tensor and "
                                           "allocator level) beside the estimates.")] = False,
@@ -49,8 +53,9 @@ def memory(
         sizes = parse_int_list(batch, "--batch")
         if optimizer is not None and not train:
             raise ArchstatError("--optimizer needs --train (an inference estimate has none)")
-        if measure and train:
-            raise ArchstatError("--measure compares inference peaks: drop --train")
+        if (measure or allocator) and train:
+            raise ArchstatError("--allocator and --measure are for inference: drop --train")
         report = estimate_memory(model, input_shape=input or None, batch=sizes, dtype=dtype,
-                                 train=train, optimizer=optimizer, fit=fit, measure=measure)
+                                 train=train, optimizer=optimizer, fit=fit, allocator=allocator,
+                                 measure=measure)
         emit(render.render_memory(report, fmt), output)
