@@ -12,8 +12,9 @@ All figures are bytes, for the traced batch and dtype:
   training this is the training-mode forward, where what autograd saves stays live.
 * ``inference_peak_bytes`` = params + buffers + input + peak activations.
 * ``allocator_peak_bytes`` (inference, with ``allocator=True`` or ``measure=True``): the
-  peak activations as torch's CPU allocator sees them, with the workspaces the CPU kernels allocate and free inside
-  themselves (oneDNN's blocked copies, attention blocks, ...), modelled per op by
+  peak activations as torch's CPU allocator sees them, with the workspaces the CPU
+  kernels allocate and free inside themselves (oneDNN's blocked copies, attention
+  blocks, ...), modelled per op by
   :mod:`archstat.workspace` for this machine (its thread count and CPU); what it does not
   model is named in ``allocator_unmodelled``. Params, buffers and input excluded, as in
   ``peak_activation_bytes``. It depends on the machine, so it is left out unless asked:
