@@ -31,7 +31,7 @@ from torch import nn
 
 from archstat import liveness, render
 from archstat.conventions import Convention, get_convention
-from archstat.errors import ArchstatError
+from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import (
     FLOAT_DTYPES,
     InputSpec,
@@ -42,7 +42,7 @@ from archstat.inputs import (
     make_inputs,
 )
 from archstat.metakernels import tensors_in
-from archstat.ops import KINDS, op_kind
+from archstat.ops import KINDS, OpEvent, op_kind
 from archstat.spec import ResolvedModel, resolve_model
 from archstat.tracer import DataDependentError, Trace, trace
 
@@ -51,7 +51,12 @@ LAYER_COLUMNS = [
     "name", "type", "input_shape", "output_shape", "params", "activation_bytes",
     *FLOP_COLUMNS, "unhandled_ops", "ops", "live_bytes_after",
 ]
-_SUMMED = ["params", "activation_bytes", *FLOP_COLUMNS, "unhandled_ops"]
+#: Per-layer columns of a training analysis (``train=True``), in the convention's unit:
+#: the backward's ops attributed to the layer (the work for its input's gradient and for
+#: its parameters' gradients), and the forward ops checkpointing runs again.
+TRAIN_COLUMNS = ["backward_flops", "backward_input_flops", "backward_weight_flops",
+                 "recompute_flops"]
+_SUMMED = ["params", "activation_bytes", *FLOP_COLUMNS, *TRAIN_COLUMNS, "unhandled_ops"]
 _LAST = ["output_shape", "live_bytes_after"]  # a merged row keeps its last record's value
 
 
@@ -79,6 +84,9 @@ class Analysis:
     peak_activation_bytes: int = 0
     #: every input as specified (shape without batch, dtype if not the model's, name)
     input_specs: list[InputSpec] = field(default_factory=list)
+    #: the optimizer whose step a training analysis counts (None: no step)
+    optimizer: str | None = None
+    optimizer_flops: int = 0
 
     @property
     def executed(self) -> bool:
@@ -92,13 +100,23 @@ class Analysis:
 
     @property
     def totals(self) -> dict[str, int]:
-        """Exact integers (Python ints, whatever their size)."""
-        sums = {col: sum(int(v) for v in self.layers[col])
-                for col in ("params", "flops", "activation_bytes")}
-        return {"params": sums["params"], "params_unused": sum(self.unused_params.values()),
-                "flops": sums["flops"], "activation_bytes": sums["activation_bytes"],
-                "peak_activation_bytes": self.peak_activation_bytes,
-                "layers": len(self.layers)}
+        """Exact integers (Python ints, whatever their size). A training analysis adds
+        ``backward_flops`` (with its input- and weight-gradient parts), ``recompute_flops``,
+        ``optimizer_flops`` (0 without an optimizer) and ``train_step_flops``, their sum
+        with the forward's ``flops``."""
+        def total(col: str) -> int:
+            return sum(int(v) for v in self.layers[col])
+
+        totals = {"params": total("params"), "params_unused": sum(self.unused_params.values()),
+                  "flops": total("flops"), "activation_bytes": total("activation_bytes"),
+                  "peak_activation_bytes": self.peak_activation_bytes,
+                  "layers": len(self.layers)}
+        if "backward_flops" in self.layers:
+            totals.update({col: total(col) for col in TRAIN_COLUMNS})
+            totals["optimizer_flops"] = self.optimizer_flops
+            totals["train_step_flops"] = (totals["flops"] + totals["backward_flops"]
+                                          + totals["recompute_flops"] + self.optimizer_flops)
+        return totals
 
     def at_depth(self, depth: int) -> Analysis:
         """The same analysis with records aggregated to module-path depth ``depth``."""
@@ -153,7 +171,8 @@ def aggregate(layers: pd.DataFrame, depth: int, module_types: dict[str, str]) ->
         if rows and rows[-1]["name"] == key:
             merged = rows[-1]
             for col in _SUMMED:
-                merged[col] += row[col]
+                if col in merged:
+                    merged[col] += row[col]
             for col in _LAST:
                 merged[col] = row[col]
             merged["ops"] = "+".join(dict.fromkeys(filter(None, [*merged["ops"].split("+"),
@@ -173,21 +192,25 @@ def layer_table(t: Trace, convention: Convention, live: liveness.LiveProfile | N
     """Apply ``convention`` to a trace: the layers table and the unhandled-ops table."""
     rows = []
     unhandled: dict[str, dict[str, Any]] = {}
+
+    def missing(event: OpEvent, name: str) -> None:
+        entry = unhandled.setdefault(event.packet.__name__, {"calls": 0, "modules": []})
+        entry["calls"] += 1
+        if name not in entry["modules"]:
+            entry["modules"].append(name)
+
     live_after = liveness.live_bytes_after_records(t, live or liveness.profile(t))
     for record, live in zip(t.records, live_after, strict=True):
         flops = dict.fromkeys(FLOP_COLUMNS, 0)
-        missing = 0
+        misses = 0
         names = []
         for index in record.events:
             event = t.events[index]
             names.append(event.packet.__name__)
             cost = convention.cost(event)
             if cost is None:
-                missing += 1
-                entry = unhandled.setdefault(event.packet.__name__, {"calls": 0, "modules": []})
-                entry["calls"] += 1
-                if record.name not in entry["modules"]:
-                    entry["modules"].append(record.name)
+                misses += 1
+                missing(event, record.name)
                 continue
             if cost:
                 flops["flops"] += cost
@@ -195,15 +218,33 @@ def layer_table(t: Trace, convention: Convention, live: liveness.LiveProfile | N
                 # unknown kind is reported under elementwise.
                 kind = op_kind(event.op)
                 flops[f"flops_{kind if kind in KINDS else 'elementwise'}"] += cost
+        if t.train:
+            training = dict.fromkeys(TRAIN_COLUMNS, 0)
+            for event in (t.backward[i] for i in record.backward_events):
+                parts = convention.split(event)
+                if parts is None:
+                    misses += 1
+                    missing(event, record.name)
+                elif event.phase == "recompute":
+                    training["recompute_flops"] += sum(parts)
+                else:
+                    training["backward_flops"] += sum(parts)
+                    training["backward_input_flops"] += parts[0]
+                    training["backward_weight_flops"] += parts[1]
+            flops.update(training)
         rows.append({
             "name": record.name, "type": record.type,
             "input_shape": record.input_shape, "output_shape": record.output_shape,
             "params": record.params, "activation_bytes": record.activation_bytes,
-            **flops, "unhandled_ops": missing, "ops": "+".join(dict.fromkeys(names)),
+            **flops, "unhandled_ops": misses, "ops": "+".join(dict.fromkeys(names)),
             "live_bytes_after": live,
         })
+    columns = LAYER_COLUMNS
+    if t.train:
+        at = LAYER_COLUMNS.index("unhandled_ops")
+        columns = [*LAYER_COLUMNS[:at], *TRAIN_COLUMNS, *LAYER_COLUMNS[at:]]
     # object columns keep Python ints: exact at any size (int64 would wrap)
-    layers = pd.DataFrame(rows, columns=LAYER_COLUMNS, dtype=object)
+    layers = pd.DataFrame(rows, columns=columns, dtype=object)
     missing_rows = [
         {"op": op, "calls": v["calls"], "modules": ",".join(m or "(root)" for m in v["modules"])}
         for op, v in unhandled.items()
@@ -221,6 +262,8 @@ def analyze(
     inputs: Any = None,
     train: bool = False,
     execute: str = "auto",
+    optimizer: str | None = None,
+    freeze: str | Sequence[str] = (),
     **config: Any,
 ) -> Analysis:
     """Trace ``model`` on the meta device and count, layer by layer, parameters,
@@ -246,10 +289,22 @@ def analyze(
     conventions: ``result.executed`` is True and ``result.data_dependent`` names the ops
     whose results depended on the values (counts after them hold for that input only).
     ``execute="never"`` raises instead.
+
+    With ``train``, the backward of the sum of the outputs is traced too: per layer
+    ``backward_flops`` (split into ``backward_input_flops``, the activations' gradients,
+    and ``backward_weight_flops``, the parameters'), ``recompute_flops`` (forward ops that
+    activation checkpointing runs again in the backward), as autograd runs them (no input
+    gradient below the first layer that needs one, no weight gradient for a frozen
+    parameter: ``requires_grad=False``, or a module-path prefix in ``freeze``, e.g.
+    ``"conv1,layer1"``; the model itself is not changed); ``optimizer`` (``sgd``,
+    ``sgd-momentum``, ``adam`` or ``adamw``) adds the work of one steady-state step
+    (:mod:`archstat.training`).
     """
     conv = get_convention(convention)
+    if optimizer is not None and not train:
+        raise ArchstatError("an optimizer needs train=True (an inference analysis has none)")
     resolved, model_inputs, t = traced(model, input_shape, batch, dtype, inputs, train,
-                                       execute, config)
+                                       execute, config, freeze)
     live = liveness.profile(t)
     layers, unhandled = layer_table(t, conv, live)
     fdtype = str(float_dtype(dtype)).removeprefix("torch.")
@@ -266,7 +321,12 @@ def analyze(
         unused_params=dict(t.unused_params),
         peak_activation_bytes=live.peak_bytes,
         input_specs=list(model_inputs.specs),
+        optimizer=optimizer,
     )
+    if optimizer is not None:
+        from archstat.training import optimizer_step
+
+        result.optimizer_flops = sum(conv.cost(e) or 0 for e in optimizer_step(t, optimizer))
     return result.at_depth(depth) if depth is not None else result
 
 
@@ -283,6 +343,7 @@ def traced(
     train: bool,
     execute: str,
     config: dict[str, Any],
+    freeze: str | Sequence[str] = (),
 ) -> tuple[ResolvedModel, ModelInputs, Trace]:
     """Resolve ``model`` and its inputs and trace it: on meta, or for real on the CPU
     when the forward needs values and ``execute`` allows it (see :func:`analyze`)."""
@@ -290,6 +351,10 @@ def traced(
         raise ArchstatError(f"execute must be one of {', '.join(EXECUTE)}, not {execute!r}")
     torch_dtype = float_dtype(dtype)
     resolved = resolve_model(model, **config)
+    prefixes = frozen_prefixes(resolved.module, freeze)
+    if prefixes and not train:
+        raise ArchstatError("freezing parameters changes the backward only: it needs "
+                            "train=True")
     if inputs is not None:
         model_inputs = example_inputs(inputs, torch_dtype)
     else:
@@ -297,15 +362,30 @@ def traced(
                                    torch_dtype)
     try:
         t = trace(resolved.module, model_inputs.args, model_inputs.kwargs, dtype=torch_dtype,
-                  train=train)
+                  train=train, freeze=prefixes)
     except DataDependentError as exc:
         if execute == "never":
             raise ArchstatError(f"{exc}; analyze it with execute='auto' to run it on the "
                                 "CPU with seeded weights and inputs") from None
         module = _real_module(resolved, exc)
         real = _real_inputs(model_inputs, inputs, torch_dtype, exc)
-        t = trace(module, real.args, real.kwargs, dtype=torch_dtype, train=train, real=True)
+        t = trace(module, real.args, real.kwargs, dtype=torch_dtype, train=train, real=True,
+                  freeze=prefixes)
     return resolved, model_inputs, t
+
+
+def frozen_prefixes(module: nn.Module, freeze: str | Sequence[str]) -> list[str]:
+    """Module-path prefixes to freeze, from ``"conv1,layer1"`` or a list; each must name a
+    module with parameters."""
+    prefixes = [p.strip() for p in (freeze.split(",") if isinstance(freeze, str) else freeze)
+                if p.strip()]
+    names = [name for name, _ in module.named_parameters()]
+    for prefix in prefixes:
+        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+            modules = [m for m, _ in module.named_modules() if m]
+            raise ArchstatError(f"no parameter under {prefix!r} to freeze"
+                                f"{did_you_mean(prefix, modules)}")
+    return prefixes
 
 
 def _real_module(resolved: ResolvedModel, exc: DataDependentError) -> nn.Module:

@@ -14,12 +14,27 @@ number it prints:
     Exactly what fvcore's ``FlopCountAnalysis`` counts with its default handles: MACs of
     conv/linear/matmul plus batch norm (1 or 2 per element at inference), group and
     layer norm (4 or 5), adaptive average pooling (1 per input element), upsampling and
-    grid sampling. fvcore traces ``aten::adaptive_avg_pool2d``, which aten lowers to
+    grid sampling, and nothing of attention (``aten::scaled_dot_product_attention``,
+    ``aten::_native_multi_head_attention``) or recurrent layers (``aten::lstm``, ...),
+    which fvcore sees as single ops it has no handle for; archstat knows which composite
+    each traced op ran in. fvcore traces ``aten::adaptive_avg_pool2d``, which aten lowers to
     ``mean(dim=[-1, -2], keepdim=True)`` for a 1x1 output: archstat counts that ``mean``
     as fvcore's adaptive pool, and no other (fvcore skips ``aten::mean``).
 ``lecture``
     ``macs`` plus pooling at kernel area per output element, as in the EECS 498/598
     "CNN Architectures" lecture tables (a 3x3 max pool costs 9 per output element).
+``full``
+    Every arithmetic operation: ``flops`` for matmuls and convolutions, plus one
+    operation per output element of every elementwise op and activation (an optimizer's
+    ``_foreach_`` ops included), one per input element of a reduction, 5 per element of
+    a softmax, normalisations as fvcore counts them, pooling at kernel area per output
+    element. Backward ops without a formula of their own count one per output element.
+    It is the work a roofline model needs beside the matmuls (``archstat predict``).
+
+Backward passes (training traces): ``macs``, ``flops``, ``lecture`` and ``full`` count
+the backward's ops with the same formulas (torch's registry has the matmul and
+convolution backward kernels: ``flops`` equals ``FlopCounterMode`` over a real
+backward); ``fvcore`` counts no backward, as fvcore traces the forward only.
 
 An op that does real work but that the convention neither counts nor deliberately
 ignores is *unhandled*: it counts zero and is reported, never silently dropped.
@@ -28,7 +43,7 @@ ignores is *unhandled*: it counts zero and is reported, never silently dropped.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -52,26 +67,54 @@ class Convention:
     summary: str
     rules: Mapping[Any, ops.Formula]
     ignored: frozenset[str] = field(default_factory=frozenset)
+    #: the formula for an op of a known kind that has no rule (``full``), else None
+    default: ops.Formula | None = None
+    #: whether backward ops are counted (fvcore counts the forward only)
+    backward: bool = True
+    #: composites (``OpEvent.origin``) whose ops count 0: fvcore sees them as one
+    #: TorchScript op it has no handle for
+    skipped_origins: frozenset[str] = frozenset()
 
     def cost(self, event: ops.OpEvent) -> int | None:
         """The op's count in this convention's unit, or None if it is unhandled."""
+        if (event.phase == "backward" and not self.backward) or \
+                event.origin in self.skipped_origins:
+            return 0
         rule = self.rules.get(event.packet)
         if rule is not None:
             return rule(event)
         kind = ops.op_kind(event.op)
-        if kind == "none" or kind in self.ignored:
+        if kind == "none":
+            return 0
+        if kind is not None and self.default is not None:
+            return self.default(event)
+        if kind in self.ignored:
             return 0
         return None
 
+    def split(self, event: ops.OpEvent) -> tuple[int, int] | None:
+        """A backward op's count split into (input-gradient, weight-gradient) work, by
+        the gradients it computes (``event.grad``): an op computing both (a convolution's
+        backward with both in its output_mask) is costed again with only its first
+        output asked for, and the rest is weight-gradient work. None if unhandled."""
+        cost = self.cost(event)
+        if cost is None or not cost or event.grad == "input":
+            return (cost, 0) if cost is not None else None
+        if event.grad == "weight":
+            return 0, cost
+        index = ops.output_mask_index(event)
+        if index is None:  # mkldnn_rnn_layer_backward: half and half (its formula's)
+            return cost // 2, cost - cost // 2
+        mask = event.args[index]
+        only_input = [mask[0]] + [False] * (len(mask) - 1)
+        args = (*event.args[:index], only_input, *event.args[index + 1:])
+        first = self.cost(replace(event, args=args)) or 0
+        return first, cost - first
+
     def with_rules(self, extra: Mapping[Any, ops.Formula], name: str | None = None) -> Convention:
         """A copy with ``extra`` merged over the rules; the original is never mutated."""
-        return Convention(
-            name=name or self.name,
-            unit=self.unit,
-            summary=self.summary,
-            rules=MappingProxyType({**self.rules, **extra}),
-            ignored=self.ignored,
-        )
+        return replace(self, name=name or self.name,
+                       rules=MappingProxyType({**self.rules, **extra}))
 
 
 #: Matmul work in kernels torch's flop_registry has no formula for, counted as torch
@@ -81,6 +124,9 @@ EXTRA_MATMUL_FLOPS: dict[Any, ops.Formula] = {
     aten._scaled_dot_product_flash_attention_for_cpu: ops.sdpa_cpu_flops,
     aten._addmm_activation: ops.addmm_activation_flops,
     aten.mkldnn_rnn_layer: ops.rnn_layer_flops,
+    aten._grouped_mm: ops.grouped_mm_flops,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: ops.sdpa_cpu_backward_flops,
+    aten.mkldnn_rnn_layer_backward: ops.rnn_layer_backward_flops,
 }
 
 
@@ -137,6 +183,28 @@ _FVCORE_RULES: dict[Any, ops.Formula] = {
 
 _ALL_KINDS = frozenset(ops.KINDS)
 
+#: What fvcore's TorchScript trace sees as one op without a handle, and so counts 0:
+#: attention (``aten::scaled_dot_product_attention``, the ``_native_multi_head_attention``
+#: fast path, projections included) and recurrent layers (``aten::lstm``, ``aten::gru``).
+FVCORE_SKIPS = frozenset({"scaled_dot_product_attention", "_native_multi_head_attention",
+                          "lstm", "gru", "rnn_tanh", "rnn_relu"})
+
+_REDUCTIONS = (aten.sum, aten.amax, aten.amin, aten.max, aten.min, aten.var, aten.var_mean,
+               aten.std, aten.norm, aten.linalg_vector_norm, aten.prod, aten.cumsum,
+               aten.logsumexp, aten.mean)
+_FULL_RULES: dict[Any, ops.Formula] = {
+    **_torch_rules(divisor=1),
+    **{packet: rule for packet, rule in _POOL_RULES.items() if packet is not aten.mean},
+    **dict.fromkeys(_REDUCTIONS, ops.input_numel),
+    **dict.fromkeys((aten._softmax, aten._log_softmax, aten._safe_softmax),
+                    ops.scaled(ops.output_numel, 5)),
+    **{packet: _FVCORE_RULES[packet] for packet in (
+        aten.native_batch_norm, aten._native_batch_norm_legit,
+        aten._native_batch_norm_legit_no_training, aten.native_group_norm,
+        aten.native_layer_norm, aten.upsample_nearest2d, aten.upsample_bilinear2d,
+        aten.grid_sampler_2d)},
+}
+
 CONVENTIONS: Mapping[str, Convention] = MappingProxyType(
     {
         "macs": Convention(
@@ -159,6 +227,8 @@ CONVENTIONS: Mapping[str, Convention] = MappingProxyType(
             summary="what fvcore's FlopCountAnalysis counts (MACs, plus norms and some pools)",
             rules=MappingProxyType(_FVCORE_RULES),
             ignored=_ALL_KINDS,
+            backward=False,
+            skipped_origins=FVCORE_SKIPS,
         ),
         "lecture": Convention(
             name="lecture",
@@ -166,6 +236,13 @@ CONVENTIONS: Mapping[str, Convention] = MappingProxyType(
             summary="macs plus pooling at kernel area per output element (EECS 498 tables)",
             rules=MappingProxyType({**_MACS, **_POOL_RULES}),
             ignored=_NON_MATMUL - {"pool"},
+        ),
+        "full": Convention(
+            name="full",
+            unit="op",
+            summary="flops plus elementwise, reduction, normalisation and pooling work",
+            rules=MappingProxyType(_FULL_RULES),
+            default=ops.output_elements,
         ),
     }
 )

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -43,6 +44,24 @@ CPU_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 #: Ops whose CPU kernel is a composition of dispatcher calls with no Meta kernel: the
 #: trace (and the watch) follow them inside.
 DESCEND = {aten._transformer_encoder_layer_fwd.default, aten._native_multi_head_attention.default}
+
+
+# ---------------------------------------------------------------- where an op comes from
+#: The composite the op being traced runs inside, as TorchScript (and so fvcore) would see
+#: it: ``lstm``, ``gru``, ``rnn_tanh``, ``rnn_relu`` (the ports below),
+#: ``scaled_dot_product_attention`` (whichever kernel it picks), or a fast-path kernel the
+#: recorder follows inside (``_native_multi_head_attention``); the innermost one.
+ORIGIN: ContextVar[str | None] = ContextVar("archstat_origin", default=None)
+
+
+@contextmanager
+def origin(name: str) -> Iterator[None]:
+    """Ops traced inside this block come from ``name`` (see ORIGIN)."""
+    token = ORIGIN.set(name)
+    try:
+        yield
+    finally:
+        ORIGIN.reset(token)
 
 
 # ---------------------------------------------------------------- SDPA backend choice
@@ -293,7 +312,8 @@ def _meta_only(name, port):
         first = args[0]
         if not first.is_meta:
             return original(*args, **kwargs)
-        return port(*args, **kwargs)
+        with origin(name):
+            return port(*args, **kwargs)
     return call
 
 
@@ -313,6 +333,11 @@ def _convert_boolean_attn_mask(mask: Any, dtype: torch.dtype) -> Any:
 
 def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
          enable_gqa=False):
+    with origin("scaled_dot_product_attention"):
+        return _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+def _sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
     if not query.is_meta:
         return _ORIGINAL_SDPA(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                               enable_gqa=enable_gqa)

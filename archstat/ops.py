@@ -43,19 +43,31 @@ _kind(
     aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_cudnn_attention,
     aten._scaled_dot_product_flash_attention_for_cpu, aten._efficient_attention_forward,
     aten._flash_attention_forward, aten._addmm_activation, aten.mkldnn_rnn_layer,
+    aten._grouped_mm,
+    # their backward kernels
+    aten._scaled_dot_product_flash_attention_for_cpu_backward,
+    aten._scaled_dot_product_efficient_attention_backward,
+    aten._scaled_dot_product_flash_attention_backward,
+    aten._scaled_dot_product_cudnn_attention_backward, aten._flash_attention_backward,
+    aten._efficient_attention_backward, aten.mkldnn_rnn_layer_backward,
 )
 _kind(
     "norm",
     aten.native_batch_norm, aten._native_batch_norm_legit,
     aten._native_batch_norm_legit_no_training, aten.native_group_norm,
-    aten.native_layer_norm, aten._fused_rms_norm,
+    aten.native_layer_norm, aten._fused_rms_norm, aten._weight_norm_interface,
+    aten.native_batch_norm_backward,
+    aten.native_layer_norm_backward, aten.native_group_norm_backward,
+    aten._fused_rms_norm_backward,
 )
 _kind(
     "pool",
     aten.max_pool1d, aten.max_pool2d_with_indices, aten.max_pool3d_with_indices,
     aten.avg_pool1d, aten.avg_pool2d, aten.avg_pool3d, aten._adaptive_avg_pool2d,
     aten._adaptive_avg_pool3d, aten.adaptive_max_pool2d, aten.adaptive_max_pool3d,
-    aten.mean,
+    aten.mean, aten.max_pool2d_with_indices_backward, aten.max_pool3d_with_indices_backward,
+    aten.avg_pool2d_backward, aten.avg_pool3d_backward, aten._adaptive_avg_pool2d_backward,
+    aten._adaptive_avg_pool3d_backward, aten.adaptive_max_pool2d_backward,
 )
 _kind(
     "activation",
@@ -64,7 +76,10 @@ _kind(
     aten.hardswish_, aten.hardsigmoid, aten.hardsigmoid_, aten.leaky_relu, aten.leaky_relu_,
     aten.elu, aten.elu_, aten.mish, aten.mish_, aten.softplus, aten._softmax,
     aten._log_softmax, aten._safe_softmax, aten.prelu, aten._prelu_kernel, aten.threshold,
-    aten.threshold_,
+    aten.threshold_, aten._softmax_backward_data, aten._log_softmax_backward_data,
+    aten.hardtanh_backward, aten.hardswish_backward, aten.hardsigmoid_backward,
+    aten.elu_backward, aten.leaky_relu_backward, aten.softplus_backward,
+    aten._prelu_kernel_backward, aten.mish_backward,
 )
 _kind(
     "none",
@@ -80,14 +95,40 @@ _kind(
     # splits that skip autograd's view tracking, triangles, unfolding, scalars
     aten.unsafe_split, aten.unsafe_split_with_sizes, aten.unsafe_chunk, aten.tril, aten.triu,
     aten.im2col, aten.scalar_tensor, aten.lift_fresh_copy, aten._local_scalar_dense,
+    # the profiler's annotations (an optimizer's step opens one)
+    torch.ops.profiler._record_function_enter_new, torch.ops.profiler._record_function_exit,
+    # creation, indexing, masking, sorting and comparison: no arithmetic
+    aten.new_empty_strided, aten.as_strided_, aten.all, aten.any, aten.argmax, aten.argmin,
+    aten.sort, aten.argsort, aten.topk, aten.histc, aten._unique2, aten.unique_dim,
+    aten.unique_consecutive, aten.index_put, aten.index_put_, aten._index_put_impl_,
+    aten.masked_fill_, aten.masked_scatter, aten.masked_scatter_, aten.masked_select,
+    aten.nonzero, aten.nonzero_static, aten.scatter_, aten.select_scatter, aten.slice_scatter,
+    aten.diagonal_scatter, aten.as_strided_scatter, aten.fill, aten.rand, aten.randn,
+    aten.randint, aten.randperm, aten.normal_, aten.uniform_, aten.random_, aten.bernoulli,
+    aten.eye, aten.linspace, aten.searchsorted, aten.bucketize, aten.one_hot,
+    aten._unsafe_index, aten._unsafe_index_put, aten.index_copy, aten.index_fill,
+    aten.take, aten.embedding_renorm_, aten.set_, aten.sym_constrain_range_for_size,
+    aten._assert_async, aten._assert_scalar, aten.equal, aten.allclose, aten.isin,
 )
 _kind(
     "elementwise",
+    aten.floor_divide, aten.col2im, aten.upsample_linear1d, aten.upsample_nearest1d,
+    aten.upsample_nearest3d, aten.upsample_trilinear3d, aten._transform_bias_rescale_qkv,
+    aten.scatter_add, aten.scatter_reduce, aten.index_add, aten.logsumexp, aten._cdist_forward,
     aten.sum, aten.amax, aten.amin, aten.max, aten.min, aten.var, aten.var_mean, aten.std,
     aten.norm, aten.linalg_vector_norm, aten.upsample_nearest2d, aten._upsample_nearest_exact2d,
     aten.upsample_bilinear2d, aten.upsample_bicubic2d,
-    aten.grid_sampler_2d, aten.cumsum, aten.prod,
+    aten.grid_sampler_2d, aten.cumsum, aten.prod, aten.embedding_dense_backward,
 )
+
+
+#: Kinds of ops outside aten, by qualified name (torchvision's are registered only once
+#: torchvision is imported).
+_KIND_BY_NAME = {
+    "torchvision::nms": "none",  # keeps the boxes that overlap least: comparisons
+    "torchvision::roi_align": "pool", "torchvision::ps_roi_align": "pool",
+    "torchvision::roi_pool": "pool", "torchvision::ps_roi_pool": "pool",
+}
 
 
 def op_kind(op: Any) -> str | None:
@@ -96,8 +137,13 @@ def op_kind(op: Any) -> str | None:
     kind = _KIND_OF.get(op.overloadpacket)
     if kind is not None:
         return kind
+    kind = _KIND_BY_NAME.get(op.overloadpacket._qualified_op_name)
+    if kind is not None:
+        return kind
     if op.is_view or torch.Tag.inplace_view in op.tags:  # transpose_, t_, squeeze_
         return "none"
+    if op.__name__.startswith("_foreach_"):  # an optimizer's step: elementwise over lists
+        return "elementwise"
     if torch.Tag.pointwise in op.tags:
         return "elementwise"
     return None
@@ -116,6 +162,15 @@ class OpEvent:
     inputs: tuple[int, ...] = ()  # serials of the tensors it read (Trace.tensors)
     outputs: tuple[int, ...] = ()  # serials of the tensors it returned
     allocated: int = 0  # bytes of the new storages among its outputs
+    #: ``forward``; in a training trace's backward pass ``backward``, or ``recompute``
+    #: for a forward op that activation checkpointing runs again during the backward
+    phase: str = "forward"
+    #: the composite it ran inside (archstat.cpupath.ORIGIN), or None
+    origin: str | None = None
+    #: in the backward: whose gradient the op computes: ``input`` (activations'),
+    #: ``weight`` (parameters'), ``mixed`` (both: a convolution_backward with both in its
+    #: output_mask), or ``""`` for forward ops
+    grad: str = ""
 
     @property
     def packet(self) -> Any:
@@ -240,11 +295,27 @@ def torch_formula(registry: dict[Any, Callable[..., int]], packet: Any, divisor:
 def sdpa_cpu_flops(event: OpEvent) -> int:
     """FLOPs (2 per multiply-add) of ``_scaled_dot_product_flash_attention_for_cpu``:
     torch's own ``sdpa_flop_count`` (QK^T and the product with V), which its
-    ``flop_registry`` applies to every other fused attention kernel but not to this one."""
+    ``flop_registry`` applies to every other fused attention kernel but not to this one.
+    Query, key and value may have any number of leading (batch, head) dimensions."""
     from torch.utils.flop_counter import sdpa_flop_count
 
     query, key, value = event.args[:3]
-    return int(sdpa_flop_count(query, key, value))
+    if len(query) == 4 and len(key) == 4:
+        return int(sdpa_flop_count(query, key, value))
+    batch = math.prod(query[:-2])
+    (length, width), sources, value_width = query[-2:], key[-2], value[-1]
+    return 2 * batch * length * sources * (width + value_width)
+
+
+def grouped_mm_flops(event: OpEvent) -> int:
+    """FLOPs of ``_grouped_mm`` (a mixture of experts' matmuls): each row of a 2-d left
+    operand meets one group of a 3-d right one (rows x K x N multiply-adds, 2 FLOPs
+    each); 3-d x 3-d is a batch of matmuls; 3-d x 2-d multiplies each group's rows."""
+    left, right = _first_shape(event.args[0]), _first_shape(event.args[1])
+    if len(left) == 3 and len(right) == 3:
+        return 2 * left[0] * left[1] * left[2] * right[2]
+    rows = math.prod(left[:-1])
+    return 2 * rows * left[-1] * right[-1]
 
 
 def addmm_activation_flops(event: OpEvent) -> int:
@@ -263,6 +334,52 @@ def rnn_layer_flops(event: OpEvent) -> int:
     steps, batch = _first_shape(event.args[0])[:2]
     weights = math.prod(event.args[1]) + math.prod(event.args[2])
     return 2 * steps * batch * weights
+
+
+def sdpa_cpu_backward_flops(event: OpEvent) -> int:
+    """FLOPs of ``_scaled_dot_product_flash_attention_for_cpu_backward``: torch's own
+    ``sdpa_backward_flop_count`` (the scores recomputed, then the gradients of the
+    scores, of Q, K and V: five matmuls), as its registry counts the other kernels'."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    grad_out, query, key, value = event.args[:4]
+    return int(sdpa_backward_flop_count(grad_out, query, key, value))
+
+
+def rnn_layer_backward_flops(event: OpEvent) -> int:
+    """FLOPs of ``mkldnn_rnn_layer_backward``: per step, the gates' gradient times
+    ``weight_ih`` and ``weight_hh`` (the input's and the hidden state's gradients) and the
+    weights' gradients (the gates' gradient against the input and the hidden state): twice
+    the forward's multiply-adds, half of them for activations, half for weights."""
+    steps, batch = _first_shape(event.args[0])[:2]
+    return 4 * steps * batch * (math.prod(event.args[1]) + math.prod(event.args[2]))
+
+
+def elements(value: Any) -> int:
+    """Elements of every tensor shape in ``value`` (a shape, or a list of them: a
+    ``_foreach_`` op's tensor list)."""
+    if isinstance(value, torch.Size):
+        return math.prod(value)
+    if isinstance(value, (tuple, list)):
+        return sum(elements(v) for v in value)
+    return 0
+
+
+def output_elements(event: OpEvent) -> int:
+    """Elements of every output tensor (one operation per output element); for an
+    in-place ``_foreach_`` op, which returns nothing, those of its first tensor list."""
+    return elements(event.out) or elements(event.args[0] if event.args else ())
+
+
+def output_mask_index(event: OpEvent) -> int | None:
+    """Where a backward op's ``output_mask`` (which gradients to compute: input, weight,
+    bias) is among its arguments, or None."""
+    for index in range(len(event.args) - 1, -1, -1):
+        value = event.args[index]
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, bool)
+                                                              for v in value):
+            return index
+    return None
 
 
 def shapes_of(value: Any) -> Any:

@@ -22,6 +22,7 @@ backward pass on meta too.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import weakref
 from collections.abc import Iterable, Iterator
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.nn.parameter import is_lazy
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
@@ -94,6 +96,7 @@ class LayerRecord:
     events: list[int] = field(default_factory=list)
     inputs: tuple[int, ...] = ()  # tensor serials (Trace.tensors) the call received
     outputs: tuple[int, ...] = ()  # tensor serials it returned
+    backward_events: list[int] = field(default_factory=list)  # indices into Trace.backward
 
 
 @dataclass
@@ -127,6 +130,9 @@ class Trace:
     #: module path -> parameter elements of that module's own parameters that no op of
     #: the forward read (an idle auxiliary head); shared tensors once.
     unused_params: dict[str, int] = field(default_factory=dict)
+    #: a training trace's backward pass, op by op (``phase`` backward or recompute), each
+    #: attributed to the record whose forward ops made the autograd node that ran it
+    backward: list[OpEvent] = field(default_factory=list)
 
 
 _tensors = tensors_in
@@ -135,6 +141,109 @@ _tensors = tensors_in
 def _first_shape(value: Any) -> tuple[int, ...] | None:
     tensors = _tensors(value)
     return tuple(tensors[0].shape) if tensors else None
+
+
+class _NodeTagger(TorchFunctionMode):
+    """Tags the autograd nodes a training forward creates with the record whose ops made
+    them (nodes a composite op makes inside, such as a linear layer's transposed weight,
+    are tagged too: every untagged node reachable from a call's outputs). The tags are how
+    the backward's ops are attributed to modules."""
+
+    def __init__(self, recorder: _Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+        out = func(*args, **(kwargs or {}))
+        stack = self.recorder.stack
+        record = stack[-1].record if stack else None
+        if record is None or not torch.is_grad_enabled():
+            return out
+        pending = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
+        while pending:
+            node = pending.pop()
+            if node is None or _RECORD in node.metadata:
+                continue
+            node.metadata[_RECORD] = record
+            pending.extend(next_node for next_node, _ in node.next_functions)
+        return out
+
+
+_RECORD = "archstat_record"
+
+
+class _GradSides:
+    """Which backward ops compute activations' gradients and which parameters': after a
+    node runs (a post-hook), each output of one of its ops that is the gradient the node
+    hands to a parameter (through views and transposes only) is weight-gradient work; an
+    op that makes both kinds (convolution_backward) is ``mixed``."""
+
+    def __init__(self, recorder: _Recorder) -> None:
+        self.recorder = recorder
+        self.params: dict[int, int] = {}  # id(parameter meta tensor) -> record reading it
+        self._events: dict[int, list[tuple[int, list[int]]]] = {}  # id(node) -> events
+        self._weight_side: dict[Any, bool] = {}
+
+    def watch(self, roots: list[torch.Tensor]) -> list[Any]:
+        """Hook every node of the graph behind ``roots``; returns the hook handles."""
+        handles, seen = [], set()
+        pending = [t.grad_fn for t in roots if t.grad_fn is not None]
+        while pending:
+            node = pending.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            handles.append(node.register_hook(partial(self._classify, node)))
+            pending.extend(next_node for next_node, _ in node.next_functions)
+        return handles
+
+    def record_of(self, node: Any) -> int | None:
+        if node is None:
+            return None
+        if type(node).__name__ == "AccumulateGrad":
+            return self.params.get(id(node.variable))
+        return node.metadata.get(_RECORD)
+
+    def note(self, node: Any, index: int, out: Any) -> None:
+        keys = [t.untyped_storage()._cdata for t in _tensors(out)]
+        self._events.setdefault(id(node), []).append((index, keys))
+
+    def _classify(self, node: Any, grad_inputs: Any, grad_outputs: Any) -> None:
+        weight = {g.untyped_storage()._cdata
+                  for g, (next_node, _) in zip(grad_inputs, node.next_functions, strict=False)
+                  if g is not None and self._to_parameter(next_node)}
+        if not weight:
+            return
+        backward = self.recorder.backward
+        for index, keys in self._events.pop(id(node), []):
+            sides = {key in weight for key in keys}
+            if True in sides:
+                grad = "weight" if sides == {True} else "mixed"
+                backward[index] = dataclasses.replace(backward[index], grad=grad)
+
+    def _to_parameter(self, node: Any) -> bool:
+        """Whether ``node`` only hands its gradient on to parameters (AccumulateGrad,
+        through view and transpose nodes)."""
+        if node is None:
+            return False
+        if node not in self._weight_side:
+            if type(node).__name__ == "AccumulateGrad":
+                self._weight_side[node] = id(node.variable) in self.params
+            elif type(node).__name__ in _PASS_NODES:
+                nexts = [n for n, _ in node.next_functions if n is not None]
+                self._weight_side[node] = bool(nexts) and all(map(self._to_parameter, nexts))
+            else:
+                self._weight_side[node] = False
+        return self._weight_side[node]
+
+
+#: Autograd nodes that only move a gradient (views, transposes, casts, expands).
+_PASS_NODES = frozenset({
+    "TBackward0", "TransposeBackward0", "PermuteBackward0", "ViewBackward0",
+    "UnsafeViewBackward0", "ReshapeAliasBackward0", "ExpandBackward0", "UnsqueezeBackward0",
+    "SqueezeBackward0", "SqueezeBackward1", "AliasBackward0", "ToCopyBackward0",
+    "CloneBackward0", "SelectBackward0", "SliceBackward0", "AsStridedBackward0",
+})
 
 
 def data_dependent(func: Any) -> bool:
@@ -212,6 +321,10 @@ class _Recorder(_NoDynamoMode):
         # storage address -> elements of the parameters on it, until an op first reads it
         self.unread_params = params
         self.data_dependent: list[tuple[str, str]] = []  # (op, where) that ran on real values
+        self.phase = "forward"  # "backward" while the backward pass runs
+        self.failed_in: _Frame | None = None
+        self.backward: list[OpEvent] = []
+        self.grads = _GradSides(self)
         # Tensors are held weakly, so that the traced run frees them when Python would:
         # the moment a storage dies is part of what the trace measures. A weakref's
         # callback forgets a dead tensor's id, or storage's address, before its reuse.
@@ -256,6 +369,11 @@ class _Recorder(_NoDynamoMode):
     def pre_hook(self, module: nn.Module, args: Any) -> None:
         if id(module) not in self.names:
             return
+        if self.phase != "forward":  # checkpointing runs the module again: no new record
+            name = self.names[id(module)]
+            record = next((i for i, r in enumerate(self.records) if r.name == name), None)
+            self.stack.append(_Frame(name, module, record))
+            return
         if self.stack:
             self.stack[-1].record = None  # the parent's own stretch of ops ends here
         leaf = next(iter(module.children()), None) is None
@@ -264,10 +382,20 @@ class _Recorder(_NoDynamoMode):
         if leaf:
             frame.record = self._open(frame, leaf=True)
 
-    def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+    def post_hook(self, module: nn.Module, args: Any, *rest: Any) -> None:
+        """``rest`` is (kwargs, output), or (output,) when the call raised: the hook is
+        registered with always_call, so that the stack stays right when a forward catches
+        an exception of its own, or checkpointing stops a recomputation early."""
         if id(module) not in self.names:
             return
+        kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
         frame = self.stack.pop()
+        if len(rest) == 1:
+            self.failed_in = self.failed_in or frame  # the innermost module that raised
+        else:
+            self.failed_in = None  # a forward that caught an exception of its own
+        if self.phase != "forward":
+            return
         if frame.input_shape is None:
             shape = _first_shape(kwargs)
             for index in frame.opened:
@@ -299,7 +427,7 @@ class _Recorder(_NoDynamoMode):
         if func in cpupath.DESCEND and any(t.is_meta for t in _tensors(args)):
             # The CPU kernel of the transformer fast path is itself dispatcher calls:
             # follow it on meta, so that its ops are recorded one by one.
-            with self:
+            with self, cpupath.origin(func.overloadpacket.__name__):
                 return func.redispatch(cpupath.CPU_KEYS, *args, **kwargs)
         if op_kind(func) is None and func.overloadpacket not in _COUNTED:
             # Like FlopCounterMode: an op we know nothing about may decompose into
@@ -308,6 +436,8 @@ class _Recorder(_NoDynamoMode):
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
+        if self.phase != "forward":
+            return self._backward_op(func, args, kwargs)
         in_serials = self.serials((args, kwargs))
         on_meta = any(t.is_meta for t in _tensors((args, kwargs)))
         try:
@@ -340,9 +470,33 @@ class _Recorder(_NoDynamoMode):
                 record.outputs = out_serials
             self.events.append(
                 OpEvent(func, shapes_of(tuple(args)), shapes_of(kwargs), shapes_of(out),
-                        frame.record, in_serials, out_serials, allocated)
+                        frame.record, in_serials, out_serials, allocated,
+                        origin=cpupath.ORIGIN.get())
             )
             record.events.append(len(self.events) - 1)
+        return out
+
+    def _backward_op(self, func: Any, args: Any, kwargs: Any) -> Any:
+        """Record one op of the backward pass: under the record of the module whose forward
+        made the autograd node running it, or, inside a module that checkpointing runs
+        again, as that module's recomputation."""
+        out = run_meta(func, args, kwargs)
+        if self.stack:
+            phase, record, node = "recompute", self.stack[-1].record, None
+        else:
+            node = torch._C._current_autograd_node()
+            phase, record = "backward", self.grads.record_of(node)
+        if record is None:  # the loss the trace backpropagates: not part of the model
+            return out
+        grad = ""
+        if phase == "backward":
+            grad = "weight" if type(node).__name__ == "AccumulateGrad" else "input"
+        event = OpEvent(func, shapes_of(tuple(args)), shapes_of(kwargs), shapes_of(out),
+                        record, phase=phase, grad=grad)
+        self.backward.append(event)
+        self.records[record].backward_events.append(len(self.backward) - 1)
+        if node is not None:
+            self.grads.note(node, len(self.backward) - 1, out)
         return out
 
     def _where(self) -> str:
@@ -386,6 +540,21 @@ def _meta_like(value: Any, dtype: torch.dtype | None, grad: bool = False,
 
 
 @contextmanager
+def _attributes_kept(model: nn.Module) -> Iterator[None]:
+    """Put back every module's plain attributes after the traced call: a forward that
+    caches tensors in an attribute (torchvision's AnchorGenerator keeps its anchors in a
+    list) would otherwise keep meta tensors in the caller's model."""
+    saved = [(m, dict(m.__dict__)) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for module, attributes in saved:
+            for key in set(module.__dict__) - set(attributes):
+                del module.__dict__[key]
+            module.__dict__.update(attributes)
+
+
+@contextmanager
 def _training_flags(model: nn.Module, train: bool):
     """Set every module's training flag to ``train`` and put the flags back after."""
     flags = [(m, m.training) for m in model.modules()]
@@ -404,6 +573,7 @@ def trace(
     dtype: torch.dtype | None = None,
     train: bool = False,
     real: bool = False,
+    freeze: Iterable[str] = (),
 ) -> Trace:
     """Run ``model(*args, **kwargs)`` on the meta device and record every op.
 
@@ -416,6 +586,9 @@ def trace(
     backward from the sum of the outputs runs after the forward, watched for
     ``Trace.backward_peak_bytes`` (its ops are not recorded as events).
 
+    ``freeze`` names module-path prefixes whose parameters are traced as frozen
+    (``requires_grad=False``), whatever the model says; the model is not changed.
+
     With ``real=True`` the model runs on its own device and values instead (inputs must
     be real tensors too), for a forward that needs values (:class:`DataDependentError`);
     ``Trace.data_dependent`` then names the ops whose results depended on them.
@@ -426,12 +599,14 @@ def trace(
     if not real and any(is_lazy(t) for t in (*model.parameters(), *model.buffers())):
         model = _materialized(model, args, kwargs)
     names = {id(m): name for name, m in model.named_modules()}
+    frozen = {id(p) for name, p in model.named_parameters(remove_duplicate=False)
+              if any(name == f or name.startswith(f + ".") for f in freeze)}
     # One meta tensor per distinct tensor, so tied weights stay tied (and are counted once).
     memo: dict[int, torch.Tensor] = {}
     state = {
         # Parameters keep requires_grad in eval too: torch's matmul chooses between a
         # folded mm and a bmm by it, so a real run's ops (and memory) depend on it.
-        name: memo.setdefault(id(t), _meta_like(t, dtype, True, real))
+        name: memo.setdefault(id(t), _meta_like(t, dtype, id(t) not in frozen, real))
         for name, t in [
             *model.named_parameters(remove_duplicate=False),
             *model.named_buffers(remove_duplicate=False),
@@ -451,9 +626,11 @@ def trace(
         for (name, p), key in zip(model.named_parameters(), param_storage.values(), strict=True)})
     with ExitStack() as stack:
         stack.enter_context(register_module_forward_pre_hook(recorder.pre_hook))
-        stack.enter_context(register_module_forward_hook(recorder.post_hook, with_kwargs=True))
+        stack.enter_context(register_module_forward_hook(recorder.post_hook, with_kwargs=True,
+                                                         always_call=True))
         if not real:
             stack.enter_context(cpupath.as_cpu())
+        stack.enter_context(_attributes_kept(model))
         stack.enter_context(_training_flags(model, train))
         if train:
             stack.enter_context(torch.enable_grad())
@@ -466,10 +643,10 @@ def trace(
         watch = StorageWatch([*state.values(), *_tensors((meta_args, meta_kwargs))])
         try:
             with watch if train else ExitStack():
-                with recorder:
+                with _NodeTagger(recorder) if train else ExitStack(), recorder:
                     output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
                 if train:
-                    _backward(output)
+                    _record_backward(recorder, output, memo, model)
         except ArchstatError:
             raise
         except Exception as exc:  # a user's model failing on our input: say where
@@ -481,7 +658,8 @@ def trace(
             unused[module] = unused.get(module, 0) + p.numel()
     return Trace(recorder.records, recorder.events, recorder.tensors, output,
                  recorder.serials(output), dict(recorder.freed), tuple(recorder.saved), train,
-                 watch.peak_bytes if train else None, recorder.data_dependent, real, unused)
+                 watch.peak_bytes if train else None, recorder.data_dependent, real, unused,
+                 recorder.backward)
 
 
 def _materialized(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> nn.Module:
@@ -511,14 +689,38 @@ def _materialized(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> nn.Mod
     return copy
 
 
-def _backward(output: Any) -> None:
-    """Backpropagate the sum of the outputs' sums, the simplest loss that reaches them all."""
+def _record_backward(recorder: _Recorder, output: Any, memo: dict[int, torch.Tensor],
+                     model: nn.Module) -> None:
+    """Backpropagate the sum of the outputs' sums (the simplest loss that reaches them
+    all), recording its ops (:attr:`Trace.backward`)."""
     roots = [t for t in _tensors(output) if t.requires_grad]
+    if not roots:
+        return
+    loss = sum(t.sum() for t in roots)
+    # a parameter's gradient is weight-gradient work of the record that first read it
+    first_reader = {}
+    for index, record in enumerate(recorder.records):
+        for event in (recorder.events[e] for e in record.events):
+            for serial in event.inputs:
+                first_reader.setdefault(recorder.tensors[serial].storage, index)
+    for p in model.parameters():
+        meta = memo[id(p)]
+        storage = recorder._storages.get(meta.untyped_storage()._cdata)
+        if storage is not None and storage[0] in first_reader:
+            recorder.grads.params[id(meta)] = first_reader[storage[0]]
+    handles = recorder.grads.watch([loss])
+    recorder.phase = "backward"
     try:
-        if roots:
-            sum(t.sum() for t in roots).backward()
+        with _NodeTagger(recorder), recorder:
+            loss.backward()
+    except ArchstatError:
+        raise
     except Exception as exc:  # an op with no meta backward, say
         raise ArchstatError(f"the backward pass failed on meta: {_one_line(exc)}") from exc
+    finally:
+        recorder.phase = "forward"
+        for handle in handles:
+            handle.remove()
 
 
 def _one_line(exc: Exception) -> str:
@@ -528,12 +730,12 @@ def _one_line(exc: Exception) -> str:
 
 def _failure_message(recorder: _Recorder, exc: Exception) -> str:
     detail = _one_line(exc)
-    if not recorder.stack:
+    frame = recorder.failed_in or (recorder.stack[-1] if recorder.stack else None)
+    if frame is None:
         return f"the model's forward failed: {detail}"
-    frame = recorder.stack[-1]
-    shape = None
+    shape = frame.input_shape
     if frame.record is not None:
-        shape = recorder.records[frame.record].input_shape
+        shape = recorder.records[frame.record].input_shape or shape
     where = f"{frame.name or '(root)'} ({type(frame.module).__name__})"
     got = f" on input {'x'.join(map(str, shape))}" if shape else ""
     return f"forward failed in {where}{got}: {detail}"
