@@ -12,6 +12,8 @@ A file holds an array of ``[[budget]]`` tables, one per model and setting::
     max_activation_bytes = "58MB" # bytes of new storage the forward allocates
     max_layer_activation_bytes = "3.3MB"  # the most one layer allocates
     max_peak_activation_bytes = "10MB"    # the most activation storage live at once
+    max_train_flops = "4.8G"      # forward + backward (+ an optimizer step) of training
+    optimizer = "adam"            # optional, with max_train_flops: whose step is counted
     baseline = "baseline.json"    # optional: `archstat snapshot` output, beside this file
     tolerance = "0.5%"            # optional: growth over the baseline that still passes
 
@@ -45,9 +47,12 @@ LIMIT_KEYS: dict[str, tuple[str, str]] = {
     "max_activation_bytes": ("activation_bytes", "B"),
     "max_layer_activation_bytes": ("layer_activation_bytes", "B"),
     "max_peak_activation_bytes": ("peak_activation_bytes", "B"),
+    "max_train_flops": ("train_step_flops", ""),
 }
+#: Limits measured on a training trace (forward and backward).
+TRAIN_METRICS = frozenset({"train_step_flops"})
 ENTRY_KEYS = ("model", "name", "input", "batch", "convention", "dtype", *LIMIT_KEYS,
-              "baseline", "tolerance")
+              "optimizer", "baseline", "tolerance")
 DEFAULT_FILE = "archstat.toml"
 
 
@@ -92,6 +97,12 @@ class BudgetEntry:
     tolerance: Fraction
     line: int
     key_lines: Mapping[str, int] = field(default_factory=dict, repr=False)
+    optimizer: str | None = None
+
+    @property
+    def train(self) -> bool:
+        """Whether a limit needs the training trace (``max_train_flops``)."""
+        return any(limit.metric in TRAIN_METRICS for limit in self.limits)
 
     def line_of(self, key: str) -> int:
         """The line of ``key`` in this entry, or the entry's ``[[budget]]`` line."""
@@ -280,7 +291,7 @@ class _EntryReader:
             input_shape=self.input_shape(), batch=self.batch(),
             convention=self.convention(), dtype=self.dtype(), limits=limits,
             baseline=self.baseline(base), tolerance=self.tolerance(),
-            line=self.span.line, key_lines=self.key_lines)
+            line=self.span.line, key_lines=self.key_lines, optimizer=self.optimizer(limits))
 
     def model(self) -> str:
         model = self.raw.get("model")
@@ -305,6 +316,20 @@ class _EntryReader:
         if value is not None and not isinstance(value, str):
             raise self.fail(key, f"expected a string, got {_toml_type(value)}")
         return value
+
+    def optimizer(self, limits: tuple[Limit, ...]) -> str | None:
+        from archstat.training import OPTIMIZERS
+
+        name = self.string("optimizer")
+        if name is None:
+            return None
+        if not any(limit.metric in TRAIN_METRICS for limit in limits):
+            raise self.fail("optimizer", "an optimizer only counts with max_train_flops")
+        if name not in OPTIMIZERS:
+            raise self.fail("optimizer", f"unknown optimizer {name!r}"
+                                         f"{did_you_mean(name, OPTIMIZERS)}; choose one of "
+                                         f"{', '.join(OPTIMIZERS)}")
+        return name
 
     def batch(self) -> int:
         batch = self.raw.get("batch", 1)

@@ -11,7 +11,10 @@ The metrics, all exact integers:
   definition of activation memory, :mod:`archstat.analysis`);
 * ``layer_activation_bytes``: the most that one layer (record) allocates;
 * ``peak_activation_bytes``: the most activation storage live at once (the same figure
-  as ``archstat memory``'s peak activations).
+  as ``archstat memory``'s peak activations);
+* ``train_step_flops`` (``max_train_flops``): a training step's forward and backward,
+  plus the entry's ``optimizer`` step if it names one, traced in training mode (the
+  other metrics of such an entry come from the same training trace).
 
 A limit passes when ``actual <= limit``, so a budget exceeded by one FLOP fails.
 """
@@ -54,9 +57,12 @@ def measure(analysis: Any) -> dict[str, int]:
     """The four budgeted metrics of an Analysis (see the module docstring)."""
     totals = analysis.totals
     peak = int(analysis.layers["activation_bytes"].max()) if len(analysis.layers) else 0
-    return {"flops": totals["flops"], "params": totals["params"],
-            "activation_bytes": totals["activation_bytes"], "layer_activation_bytes": peak,
-            "peak_activation_bytes": totals["peak_activation_bytes"]}
+    measured = {"flops": totals["flops"], "params": totals["params"],
+                "activation_bytes": totals["activation_bytes"], "layer_activation_bytes": peak,
+                "peak_activation_bytes": totals["peak_activation_bytes"]}
+    if "train_step_flops" in totals:
+        measured["train_step_flops"] = totals["train_step_flops"]
+    return measured
 
 
 def _largest_layer(analysis: Any) -> str:
@@ -163,7 +169,8 @@ def evaluate(entry: BudgetEntry, snapshots: dict[Path, Snapshot] | None = None) 
 
     try:
         analysis = analyze(entry.model, input_shape=entry.input_shape, batch=entry.batch,
-                           convention=entry.convention, dtype=entry.dtype)
+                           convention=entry.convention, dtype=entry.dtype, train=entry.train,
+                           optimizer=entry.optimizer)
     except Exception as exc:  # any failure: it is reported for this entry, others go on
         return [_error(entry, "model", _reason(exc))]
     results = compare(entry.label, measure(analysis), entry.limits, analysis)
@@ -237,6 +244,8 @@ def assert_within_budget(
     max_activation_bytes: int | str | None = None,
     max_layer_activation_bytes: int | str | None = None,
     max_peak_activation_bytes: int | str | None = None,
+    max_train_flops: int | str | None = None,
+    optimizer: str | None = None,
     **config: Any,
 ) -> Any:
     """Raise AssertionError, with one line per metric, when ``model`` exceeds a limit.
@@ -251,7 +260,8 @@ def assert_within_budget(
     given = {"max_flops": max_flops, "max_params": max_params,
              "max_activation_bytes": max_activation_bytes,
              "max_layer_activation_bytes": max_layer_activation_bytes,
-             "max_peak_activation_bytes": max_peak_activation_bytes}
+             "max_peak_activation_bytes": max_peak_activation_bytes,
+             "max_train_flops": max_train_flops}
     limits = []
     for key, value in given.items():
         if value is not None:
@@ -261,8 +271,11 @@ def assert_within_budget(
                 raise ArchstatError(f"{key}: {exc}") from None
     if not limits:
         raise ArchstatError(f"assert_within_budget needs a limit: {', '.join(given)}")
+    train = max_train_flops is not None
+    if optimizer is not None and not train:
+        raise ArchstatError("an optimizer only counts with max_train_flops")
     analysis = analyze(model, input_shape=input_shape, batch=batch, convention=convention,
-                       dtype=dtype, **config)
+                       dtype=dtype, train=train, optimizer=optimizer, **config)
     results = compare(analysis.model, measure(analysis), limits, analysis)
     if any(r.status == "fail" for r in results):
         raise AssertionError(_budget_message(analysis, results))

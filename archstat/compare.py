@@ -38,6 +38,9 @@ CSV_COLUMNS = [
     "peak_activation_bytes_ratio",
 ]
 STAGE_METRICS = ("layers", "params", "flops", "activation_bytes")
+#: Metrics of a training comparison (``train=True``): the backward (and recomputation)
+#: of the compared layers, and the forward plus backward, in the convention's unit.
+TRAIN_METRICS = ("backward_flops", "train_step_flops")
 #: The findings compare the networks up to this fraction of the input's side (28 at 224):
 #: the stem, where the lecture shows GoogLeNet and VGG-16 differ most.
 STEM_FRACTION = 8
@@ -99,6 +102,11 @@ def cut_at_layer(analysis: Any, layers: list[ComputeLayer], name: str) -> list[C
 
 def _totals(analysis: Any, layers: list[ComputeLayer]) -> dict[str, Any]:
     events = [e for layer in layers for e in layer.events]
+    training = {}
+    if "backward_flops" in analysis.layers:
+        backward = sum(layer.backward_flops for layer in layers)
+        training = {"backward_flops": backward,
+                    "train_step_flops": sum(layer.flops for layer in layers) + backward}
     return {
         "model": analysis.model,
         "params": sum(layer.params for layer in layers),
@@ -108,6 +116,7 @@ def _totals(analysis: Any, layers: list[ComputeLayer]) -> dict[str, Any]:
         "output_bytes": sum(layer.output_bytes for layer in layers),
         "layers": sum(layer.kind in WEIGHT_KINDS for layer in layers),
         "depth": weight_depth(analysis.trace, events),
+        **training,
     }
 
 
@@ -117,10 +126,11 @@ def _ratio(value: int, first: int) -> float | None:
 
 def _with_ratios(rows: list[dict[str, Any]]) -> pd.DataFrame:
     first = rows[0]
+    metrics = [*METRICS, *(m for m in TRAIN_METRICS if m in first)]
     for row in rows:
-        for metric in METRICS:
+        for metric in metrics:
             row[f"{metric}_ratio"] = _ratio(row[metric], first[metric])
-    columns = ["model"] + [c for m in METRICS for c in (m, f"{m}_ratio")]
+    columns = ["model"] + [c for m in metrics for c in (m, f"{m}_ratio")]
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
@@ -251,12 +261,15 @@ def compare_models(
     dtype: str = "float32",
     until_resolution: int | None = None,
     until: Sequence[str] | None = None,
+    train: bool = False,
 ) -> Comparison:
-    """Analyse each model (zoo name or spec string) and compare them (see :func:`compare`)."""
+    """Analyse each model (zoo name or spec string) and compare them (see :func:`compare`);
+    with ``train``, in training mode with their backward passes (``backward_flops`` and
+    ``train_step_flops`` columns)."""
     from archstat.analysis import analyze
 
     analyses = [analyze(m, input_shape=input_shape, batch=batch, convention=convention,
-                        dtype=dtype) for m in models]
+                        dtype=dtype, train=train) for m in models]
     return compare(analyses, until_resolution, until)
 
 
@@ -287,16 +300,19 @@ def comparison_tables(comparison: Comparison, stages_first: bool = False) -> lis
         formats={
             "params": render.human, "flops": render.human, "layers": str, "depth": str,
             "activation_bytes": render.human_bytes, "peak_activation_bytes": render.human_bytes,
-            "output_bytes": render.human_bytes,
+            "output_bytes": render.human_bytes, "backward_flops": render.human,
+            "train_step_flops": render.human,
             **{c: ratio_str for c in comparison.totals.columns if c.endswith("_ratio")},
         },
         headers={"flops": convention, "activation_bytes": "allocated",
                  "peak_activation_bytes": "peak live", "output_bytes": "layer outputs",
-                 "layers": "conv/fc"},
+                 "layers": "conv/fc", "backward_flops": f"backward ({convention})",
+                 "train_step_flops": f"fwd+bwd ({convention})"},
         notes=comparison.findings,
         key="models",
-        csv_columns=CSV_COLUMNS,
-        paired={m: f"{m}_ratio" for m in METRICS},
+        csv_columns=CSV_COLUMNS + [c for m in TRAIN_METRICS if m in comparison.totals
+                                   for c in (m, f"{m}_ratio")],
+        paired={m: f"{m}_ratio" for m in (*METRICS, *TRAIN_METRICS)},
     )
     units = {"params": render.human, "flops": render.human,
              "activation_bytes": render.human_bytes, "layers": str}

@@ -157,6 +157,13 @@ _POOL_RULES: dict[Any, ops.Formula] = {
     aten.adaptive_max_pool2d: ops.adaptive_pool_window_ops,
     aten.adaptive_max_pool3d: ops.adaptive_pool_window_ops,
     aten.mean: ops.input_numel,
+    # backward: as the forward (every window visited again)
+    aten.max_pool2d_with_indices_backward: ops.pool_backward_window_ops,
+    aten.max_pool3d_with_indices_backward: ops.pool_backward_window_ops,
+    aten.avg_pool2d_backward: ops.pool_backward_window_ops,
+    aten.avg_pool3d_backward: ops.pool_backward_window_ops,
+    aten._adaptive_avg_pool2d_backward: ops.adaptive_pool_backward_window_ops,
+    aten._adaptive_avg_pool3d_backward: ops.adaptive_pool_backward_window_ops,
 }
 
 # fvcore/nn/flop_count.py _DEFAULT_SUPPORTED_OPS, translated from the TorchScript op

@@ -69,6 +69,8 @@ class ComputeLayer:
     output_shape: tuple[int, ...] | None
     params: int = 0
     flops: int = 0
+    #: a training analysis's backward and recomputation work (0 otherwise)
+    backward_flops: int = 0
     activation_bytes: int = 0
     output_bytes: int = 0
     filters: int | None = None
@@ -262,8 +264,9 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
     trace: Trace = analysis.trace
     merges = _merge_modules(trace)
     layers: list[ComputeLayer] = []
+    training = "backward_flops" in analysis.layers
     for index, record in enumerate(trace.records):
-        for piece in _pieces(analysis, index):
+        for number, piece in enumerate(_pieces(analysis, index)):
             if piece.kind is None and layers:
                 layer = layers[-1]
             else:
@@ -278,6 +281,9 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
             layer.events += piece.events
             layer.params += piece.params
             layer.flops += piece.flops
+            if training and number == 0:  # a record's backward goes with its first piece
+                layer.backward_flops += (int(analysis.layers["backward_flops"].iat[index])
+                                         + int(analysis.layers["recompute_flops"].iat[index]))
             layer.activation_bytes += sum(trace.events[i].allocated for i in piece.events)
     return layers
 

@@ -7,7 +7,9 @@ a row), with the lecture's columns and units, per image:
 * ``memory_kb``: the layer's output, elements x 4 bytes / 1024 (KiB), batch 1;
 * ``params_k``: weights + biases / 1000;
 * ``flop_m``: the layer's count under the analysis's convention / 1e6; ``lecture``
-  (multiply-adds, and pooling at kernel area per output element) is the lecture's.
+  (multiply-adds, and pooling at kernel area per output element) is the lecture's;
+* ``backward_flop_m`` (a training analysis only): the layer's backward (and checkpointed
+  recomputation) in the same unit.
 
 Rows are named like the lecture's (conv1, pool1, ..., fc6) when the network is a plain
 chain of layers, by module path otherwise.
@@ -85,19 +87,23 @@ def lecture_table(analysis: Any) -> render.Table:
     layers = compute_layers(analysis)
     chain = is_chain(analysis.trace, layers)
     names = layer_names(analysis, layers)
-    frame = pd.DataFrame(
-        [lecture_row(n, layer, analysis.batch) for n, layer in zip(names, layers, strict=True)],
-        columns=COLUMNS, dtype=object,  # keeps ints ints and blanks None
-    )
-    totals = ["total", *[""] * 8, *(slide_number(frame[c].sum())
-                                    for c in ("memory_kb", "params_k", "flop_m"))]
+    training = "backward_flops" in analysis.layers
+    rows = [lecture_row(n, layer, analysis.batch) for n, layer in zip(names, layers, strict=True)]
+    if training:  # the backward beside the forward (and checkpointing's recomputation)
+        for row, layer in zip(rows, layers, strict=True):
+            row["backward_flop_m"] = layer.backward_flops / analysis.batch / 1e6
+    columns = [*COLUMNS, *(["backward_flop_m"] if training else [])]
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)  # keeps ints ints, blanks None
+    counted = ["memory_kb", "params_k", "flop_m", *(["backward_flop_m"] if training else [])]
+    totals = ["total", *[""] * 8, *(slide_number(frame[c].sum()) for c in counted)]
     return render.Table(
         frame=frame,
         title=f"{render.analysis_title(analysis)}  (per image; lecture layout)",
         meta={**analysis.header(), "style": "lecture"},
-        formats=dict.fromkeys(["memory_kb", "params_k", "flop_m"], slide_number),
+        formats=dict.fromkeys(counted, slide_number),
         headers={"memory_kb": "memory (KB)", "params_k": "params (k)",
-                 "flop_m": f"flop (M, {analysis.convention})"},
+                 "flop_m": f"flop (M, {analysis.convention})",
+                 "backward_flop_m": f"backward (M, {analysis.convention})"},
         footer=totals,
         groups=None if chain else [layer.group for layer in layers],
     )

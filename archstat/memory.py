@@ -72,9 +72,9 @@ from archstat.tracer import Trace
 from archstat.units import parse_int_list, parse_quantity
 
 #: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.
-OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2}
+OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
 #: Optimizer -> parameter-sized temporaries its step holds at once (foreach implementation).
-_STEP_TEMPORARIES = {"sgd": 0, "sgd-momentum": 0, "adam": 1}
+_STEP_TEMPORARIES = {"sgd": 0, "sgd-momentum": 0, "adam": 1, "adamw": 1}
 _ADAM_STEP_BYTES = 4  # Adam's ``state["step"]``: a float32 scalar tensor per parameter
 #: The largest batch :func:`largest_batch` looks for.
 MAX_BATCH = 2**31
@@ -110,6 +110,9 @@ class MemoryEstimate:
     gradient_bytes: int | None = None
     optimizer_bytes: int | None = None
     training_peak_bytes: int | None = None
+    #: the training step's forward and backward in MACs, from the same trace (the
+    #: optimizer's elementwise step counts no MACs; ``analyze --train -c full`` counts it)
+    train_step_macs: int | None = None
     allocator_peak_bytes: int | None = None  # inference only
     allocator_unmodelled: list[str] = field(default_factory=list, repr=False)
     measured: MeasuredPeaks | None = None  # with measure=True
@@ -175,7 +178,7 @@ class MemoryReport:
                   "peak_activation_bytes", "peak_layer"]
         if self.train:
             common += ["saved_activation_bytes", "backward_peak_bytes", "gradient_bytes",
-                       "optimizer_bytes", "training_peak_bytes"]
+                       "optimizer_bytes", "training_peak_bytes", "train_step_macs"]
         else:
             common.append("inference_peak_bytes")
             if self.cpu is not None:
@@ -306,6 +309,7 @@ def _estimate(module: nn.Module, specs: list[Any] | None, batch: int, dtype: tor
     )
     if optimizer is not None:
         _add_training(estimate, t, optimizer)
+        estimate.train_step_macs = analysis.totals["train_step_flops"]
     elif cpu is not None:
         allocator = workspace.allocator_profile(t, live, cpu)
         estimate.allocator_peak_bytes = allocator.peak_bytes
@@ -325,7 +329,7 @@ def _add_training(est: MemoryEstimate, t: Trace, optimizer: str) -> None:
     trainable = _trainable(t)
     gradients = sum(trainable)
     state = OPTIMIZER_STATES[optimizer] * gradients
-    if optimizer == "adam":
+    if optimizer in ("adam", "adamw"):
         state += _ADAM_STEP_BYTES * len(trainable)
     step = gradients + _STEP_TEMPORARIES[optimizer] * gradients
     est.saved_activation_bytes = sum(liveness.saved_storages(t).values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -223,6 +223,15 @@ def pool_window_ops(event: OpEvent) -> int:
     return math.prod(out) * math.prod(_pair(event.args[1], dims))
 
 
+def pool_backward_window_ops(event: OpEvent) -> int:
+    """A fixed-window pool's backward (``max_pool2d_with_indices_backward``,
+    ``avg_pool2d_backward``: grad_output, input, kernel_size, ...) at the same cost as
+    its forward: every window is visited again."""
+    grad_output = _first_shape(event.args[0])
+    dims = 3 if "3d" in event.packet.__name__ else 2
+    return math.prod(grad_output) * math.prod(_pair(event.args[2], dims))
+
+
 def _adaptive_window_sum(in_size: int, out_size: int) -> int:
     # Adaptive pooling uses window [floor(i*In/Out), ceil((i+1)*In/Out)) for output i.
     return sum(
@@ -250,6 +259,11 @@ def adaptive_mean_ops(event: OpEvent) -> int:
     if keepdim and dims is not None and list(dims) == [-1, -2]:
         return input_numel(event)
     return 0
+
+
+def adaptive_pool_backward_window_ops(event: OpEvent) -> int:
+    """An adaptive pool's backward (grad_output, input) at the cost of its forward."""
+    return adaptive_pool_window_ops(replace(event, args=(event.args[1],), out=event.args[0]))
 
 
 def _affine(event: OpEvent, weight_index: int, with_affine: int, without: int) -> int:

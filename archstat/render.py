@@ -271,24 +271,57 @@ _LAYER_DISPLAY = {
 }
 
 
+_TRAIN_DISPLAY = {"backward_flops": "backward", "backward_input_flops": "bwd input",
+                  "backward_weight_flops": "bwd weight", "recompute_flops": "recompute"}
+
+
 def analysis_view(analysis: Any) -> tuple[list[str], list[list[str]], list[str]]:
-    """Header, rows and totals row of an Analysis for a human table (human units)."""
-    frame = analysis.layers[list(_LAYER_DISPLAY)].rename(columns=_LAYER_DISPLAY)
-    frame = frame.assign(layer=frame["layer"].replace("", "(root)"))
-    header, rows = display_rows(
-        frame, {"params": human, "activation": human_bytes, "flops": human}
-    )
-    header[-1] = f"flops ({analysis.convention})"
+    """Header, rows and totals row of an Analysis for a human table (human units); a
+    training analysis adds its backward columns (recompute only when there is some)."""
+    shown = dict(_LAYER_DISPLAY)
     totals = analysis.totals
-    footer = [f"total ({totals['layers']} layers)", "", "", "", human(totals["params"]),
-              human_bytes(totals["activation_bytes"]), human(totals["flops"])]
+    if "backward_flops" in analysis.layers:
+        shown.update({k: v for k, v in _TRAIN_DISPLAY.items()
+                      if k != "recompute_flops" or totals["recompute_flops"]})
+    frame = analysis.layers[list(shown)].rename(columns=shown)
+    frame = frame.assign(layer=frame["layer"].replace("", "(root)"))
+    counts = ["flops", *(v for k, v in _TRAIN_DISPLAY.items() if v in frame)]
+    header, rows = display_rows(
+        frame, {"params": human, "activation": human_bytes, **dict.fromkeys(counts, human)}
+    )
+    header[6] = f"flops ({analysis.convention})"
+    footer = [f"total ({_count(totals['layers'], 'layer')})", "", "", "",
+              human(totals["params"]), human_bytes(totals["activation_bytes"]),
+              human(totals["flops"]),
+              *(human(totals[k]) for k, v in _TRAIN_DISPLAY.items() if v in frame)]
     return header, rows, footer
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def training_summary(analysis: Any) -> str | None:
+    """The training step's total, one line, for a training analysis (else None)."""
+    totals = analysis.totals
+    if "train_step_flops" not in totals:
+        return None
+    unit = analysis.convention
+    parts = [f"forward {human(totals['flops'])}", f"backward {human(totals['backward_flops'])}"]
+    if totals["recompute_flops"]:
+        parts.append(f"recompute {human(totals['recompute_flops'])}")
+    if analysis.optimizer:
+        step = human(totals["optimizer_flops"])
+        parts.append(f"{analysis.optimizer} step {step}" + (
+            "" if totals["optimizer_flops"] else f" ({unit} counts no elementwise work)"))
+    return f"training step: {human(totals['train_step_flops'])} {unit} = " + " + ".join(parts)
 
 
 def analysis_title(analysis: Any) -> str:
     shapes = ", ".join(shape_str(s) for s in analysis.input_shape)
+    mode = "  training" if "backward_flops" in analysis.layers else ""
     return (f"{analysis.model}  input {shapes}  batch {analysis.batch}  "
-            f"{analysis.dtype}  convention {analysis.convention}")
+            f"{analysis.dtype}  convention {analysis.convention}{mode}")
 
 
 def render_analysis(analysis: Any, fmt: str) -> Any:
@@ -298,9 +331,16 @@ def render_analysis(analysis: Any, fmt: str) -> Any:
     if fmt == "json":
         return analysis.to_json()
     header, rows, footer = analysis_view(analysis)
+    summary = training_summary(analysis)
     if fmt == "markdown":
-        return f"**{analysis_title(analysis)}**\n\n" + to_markdown(header, [*rows, footer])
-    return rich_table(header, rows, title=analysis_title(analysis), footer=footer)
+        return (f"**{analysis_title(analysis)}**\n\n" + to_markdown(header, [*rows, footer])
+                + (f"\n{summary}\n" if summary else ""))
+    table = rich_table(header, rows, title=analysis_title(analysis), footer=footer)
+    if summary is None:
+        return table
+    from rich.console import Group
+
+    return Group(table, summary)
 
 
 def unhandled_summary(analysis: Any) -> str | None:
@@ -410,6 +450,8 @@ _MEMORY_ROWS = [  # (field, label, note) of the memory summary, in reading order
     ("inference_peak_bytes", "inference peak", "params + buffers + input + peak activations"),
     ("training_peak_bytes", "training peak", "params + buffers + input + optimizer state "
      "+ max(forward+backward peak, optimizer step)"),
+    ("train_step_macs", "training step", "forward + backward multiply-accumulates of the "
+     "same step"),
 ]
 #: measured row -> the estimate it checks
 _MEASURED_OF = {"measured_tensor_peak_bytes": "peak_activation_bytes",
@@ -432,14 +474,17 @@ def memory_view(report: Any) -> dict[str, tuple[list[str], list[list[str]]]]:
             note = f"{note}, {report.cpu.threads} threads, {report.cpu.capability}"
         elif key in _MEASURED_OF:
             note = f"{note}; estimate {_against(first[_MEASURED_OF[key]], first[key])}"
-        summary.append([label, human_bytes(first[key]), note])
+        size = human(first[key]) + " MACs" if key == "train_step_macs" else human_bytes(first[key])
+        summary.append([label, size, note])
     views = {"summary": (["quantity", "size", "note"], summary)}
     views["live"] = (["made by", "tensors", "size", "largest"],
                      _live_rows(report.estimates[0].live_at_peak))
     if len(report.estimates) > 1 or report.budget_bytes is not None:
         frame = report.batches.drop(columns=["params_bytes", "buffers_bytes", "input_bytes"])
         frame = frame.rename(columns=_BATCH_HEADERS)
-        sizes = {c: human_bytes for c in frame.columns if c not in ("batch", "peak layer", "fits")}
+        sizes = {c: human_bytes for c in frame.columns
+                 if c not in ("batch", "peak layer", "fits", "train_step_macs")}
+        sizes["train_step_macs"] = human
         views["batches"] = display_rows(frame, {**sizes, "fits": lambda v: "yes" if v else "no"})
     return views
 

@@ -106,7 +106,8 @@ def test_a_model_that_raises_while_building_is_an_entry_error(tmp_path, monkeypa
         ('[[budget]]\nmodel = "alexnet"\nmax_flops = 1.6G\n',
          ":3:16: invalid TOML: Expected newline or end of document after a statement"),
         ('[[budget]]\nmodel = "alexnet"\nmax_flop = "1.6G"\n',
-         ":3: budget 1 (alexnet) max_flop: unknown key (did you mean: max_flops?)"),
+         ":3: budget 1 (alexnet) max_flop: unknown key "
+         "(did you mean: max_flops, max_train_flops?)"),
         ('[[budget]]\nmodel = "alexnet"\nmax_flops = -5\n',
          ":3: budget 1 (alexnet) max_flops: must not be negative, got -5"),
         ('[[budget]]\nmodel = "alexnet"\n\nmax_params = "-7M"\n',

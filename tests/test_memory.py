@@ -255,7 +255,7 @@ def test_cli_csv_one_row_per_batch() -> None:
     (["memory", "alexnet", "--fit", "lots"], "memory budget: cannot read 'lots'"),
     (["memory", "alexnet", "--optimizer", "adam"], "--optimizer needs --train"),
     (["memory", "alexnet", "--dtype", "float33"], "unknown dtype"),
-    (["memory", "alexnet", "--train", "--optimizer", "adamw"], "did you mean: adam"),
+    (["memory", "alexnet", "--train", "--optimizer", "adamx"], "did you mean: adam, adamw"),
     (["memory", "alexnet", "--input", "3x8x8"], "forward failed"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys) -> None:

@@ -54,19 +54,29 @@ def analyze(
     style: Annotated[str, typer.Option("--style", "-s", help="default (one row per "
                      "record), lecture (EECS 498 Lecture 8 layout, lecture convention) or "
                      "paper (the model's paper table, multiply-adds).")] = "default",
+    train: Annotated[bool, typer.Option("--train", help="Also count the backward pass "
+                     "(input- and weight-gradient work per layer) of a training step.")] = False,
+    freeze: Annotated[str | None, typer.Option("--freeze", help="With --train: module-path "
+                      "prefixes whose parameters are frozen, e.g. conv1,layer1.")] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="With --train: add "
+                         "one step of sgd, sgd-momentum, adam or adamw.")] = None,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
 ) -> None:
     """Per-layer parameters, activation memory and FLOPs of MODEL."""
     import archstat
     from archstat import render
+    from archstat.errors import ArchstatError
     from archstat.styles import render_styled, style_convention
 
     with user_errors():
         fmt = resolve_format(fmt, output)
+        if (freeze or optimizer) and not train:
+            raise ArchstatError(f"{'--freeze' if freeze else '--optimizer'} needs --train")
         convention = style_convention(style, convention, batch, dtype, depth)
         result = archstat.analyze(model, input_shape=input or None, batch=batch,
-                                  convention=convention, dtype=dtype, depth=depth)
+                                  convention=convention, dtype=dtype, depth=depth,
+                                  train=train, freeze=freeze or (), optimizer=optimizer)
         note = render.unhandled_summary(result)
         if note:
             warn(note)

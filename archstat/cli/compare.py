@@ -32,6 +32,9 @@ def compare(
     until: Annotated[list[str] | None, typer.Option(
         "--until", "-u", help="Cut at this layer (row name or module path); once for "
         "every model or once per model.")] = None,
+    train: Annotated[bool, typer.Option(
+        "--train", help="Also compare the training cost: backward and forward+backward.")
+    ] = False,
     stages: Annotated[bool, typer.Option(
         "--stages", help="CSV: the per-stage breakdown instead of the totals.")] = False,
     fmt: FormatOpt = "table",
@@ -48,5 +51,5 @@ def compare(
             raise ArchstatError("compare needs two or more models (analyze shows one)")
         result = compare_models(models, input_shape=input or None, batch=batch,
                                 convention=convention, dtype=dtype,
-                                until_resolution=until_resolution, until=until)
+                                until_resolution=until_resolution, until=until, train=train)
         emit(render.render_tables(comparison_tables(result, stages_first=stages), fmt), output)
