@@ -14,12 +14,14 @@ number it prints:
     Exactly what fvcore's ``FlopCountAnalysis`` counts with its default handles: MACs of
     conv/linear/matmul plus batch norm (1 or 2 per element at inference), group and
     layer norm (4 or 5), adaptive average pooling (1 per input element), upsampling and
-    grid sampling, and nothing of attention (``aten::scaled_dot_product_attention``,
-    ``aten::_native_multi_head_attention``) or recurrent layers (``aten::lstm``, ...),
-    which fvcore sees as single ops it has no handle for; archstat knows which composite
-    each traced op ran in. fvcore traces ``aten::adaptive_avg_pool2d``, which aten lowers to
-    ``mean(dim=[-1, -2], keepdim=True)`` for a 1x1 output: archstat counts that ``mean``
-    as fvcore's adaptive pool, and no other (fvcore skips ``aten::mean``).
+    grid sampling, and nothing of attention products (``aten::scaled_dot_product_attention``)
+    or recurrent layers (``aten::lstm``, ...), which fvcore sees as single ops it has no
+    handle for; archstat knows which composite each traced op ran in. fvcore runs with
+    autograd on (its documented use), which turns nn.MultiheadAttention's fast path off:
+    its projections count, as ``aten::linear``. fvcore traces
+    ``aten::adaptive_avg_pool2d``, which aten lowers to ``mean(dim=[-1, -2],
+    keepdim=True)`` for a 1x1 output: archstat counts that ``mean`` as fvcore's adaptive
+    pool, and no other (fvcore skips ``aten::mean``).
 ``lecture``
     ``macs`` plus pooling at kernel area per output element, as in the EECS 498/598
     "CNN Architectures" lecture tables (a 3x3 max pool costs 9 per output element).
@@ -71,15 +73,19 @@ class Convention:
     default: ops.Formula | None = None
     #: whether backward ops are counted (fvcore counts the forward only)
     backward: bool = True
-    #: composites (``OpEvent.origin``) whose ops count 0: fvcore sees them as one
-    #: TorchScript op it has no handle for
-    skipped_origins: frozenset[str] = frozenset()
+    #: composites (``OpEvent.origin``) whose ops count 0 (the packets named, or all for
+    #: None): fvcore sees them as one TorchScript op it has no handle for
+    skipped_origins: Mapping[str, frozenset[Any] | None] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def cost(self, event: ops.OpEvent) -> int | None:
         """The op's count in this convention's unit, or None if it is unhandled."""
-        if (event.phase == "backward" and not self.backward) or \
-                event.origin in self.skipped_origins:
+        if event.phase == "backward" and not self.backward:
             return 0
+        if event.origin in self.skipped_origins:
+            skipped = self.skipped_origins[event.origin]
+            if skipped is None or event.packet in skipped:
+                return 0
         rule = self.rules.get(event.packet)
         if rule is not None:
             return rule(event)
@@ -191,10 +197,17 @@ _FVCORE_RULES: dict[Any, ops.Formula] = {
 _ALL_KINDS = frozenset(ops.KINDS)
 
 #: What fvcore's TorchScript trace sees as one op without a handle, and so counts 0:
-#: attention (``aten::scaled_dot_product_attention``, the ``_native_multi_head_attention``
-#: fast path, projections included) and recurrent layers (``aten::lstm``, ``aten::gru``).
-FVCORE_SKIPS = frozenset({"scaled_dot_product_attention", "_native_multi_head_attention",
-                          "lstm", "gru", "rnn_tanh", "rnn_relu"})
+#: attention (``aten::scaled_dot_product_attention``) and recurrent layers (``aten::lstm``,
+#: ``aten::gru``, ...), composite -> the packets skipped in it (None: all). fvcore runs
+#: with autograd on, as its documentation calls it, which turns nn.MultiheadAttention's
+#: fast path off: its projections are ``aten::linear`` to fvcore, its attention products
+#: SDPA; archstat's eval trace takes the fast path, whose products are ``bmm``.
+FVCORE_SKIPS: Mapping[str, frozenset[Any] | None] = MappingProxyType({
+    "scaled_dot_product_attention": None, "lstm": None, "gru": None, "rnn_tanh": None,
+    "rnn_relu": None, "_native_multi_head_attention": frozenset({aten.bmm}),
+    # F.conv2d(..., padding="same") is aten::_convolution_mode to TorchScript
+    "_convolution_mode": None,
+})
 
 _REDUCTIONS = (aten.sum, aten.amax, aten.amin, aten.max, aten.min, aten.var, aten.var_mean,
                aten.std, aten.norm, aten.linalg_vector_norm, aten.prod, aten.cumsum,

@@ -356,12 +356,16 @@ def as_cpu() -> Iterator[None]:
     """While tracing on meta, take the CPU's kernels (see the module docstring): the RNN
     ports replace ``torch._VF``'s entries, SDPA asks the CPU's backend selector, and the
     transformer fast path accepts meta tensors (torch reads the private backend's name
-    from this attribute on every call)."""
+    from this attribute on every call). Convolutions with string padding are marked with
+    their origin (ORIGIN)."""
     import torch.nn.functional as nnf
     import torch.utils.backend_registration as registration
 
     saved_name = registration._privateuse1_backend_name
     saved_sdpa = nnf.scaled_dot_product_attention
+    saved_convs = {name: getattr(nnf, name) for name in _CONVS}
+    for name, original in saved_convs.items():
+        setattr(nnf, name, _string_padding_conv(original))
     for name, port in _PORTS.items():
         setattr(_VF, name, _meta_only(name, port))
     registration._privateuse1_backend_name = "meta"
@@ -372,9 +376,26 @@ def as_cpu() -> Iterator[None]:
     finally:
         registration._privateuse1_backend_name = saved_name
         nnf.scaled_dot_product_attention = saved_sdpa
+        for name, original in saved_convs.items():
+            setattr(nnf, name, original)
         torch._C._nn.scaled_dot_product_attention = _ORIGINAL_SDPA
         for name in _PORTS:
             _VF.__dict__.pop(name, None)
+
+
+def _string_padding_conv(original: Any) -> Any:
+    """F.convNd, with the ops of a call with string padding (``padding="same"``) marked as
+    coming from ``_convolution_mode``, which is what TorchScript (and fvcore) sees."""
+    def conv(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+             dilation: Any = 1, groups: int = 1) -> Any:
+        if isinstance(padding, str):
+            with origin("_convolution_mode"):
+                return original(input, weight, bias, stride, padding, dilation, groups)
+        return original(input, weight, bias, stride, padding, dilation, groups)
+    return conv
+
+
+_CONVS = ("conv1d", "conv2d", "conv3d")
 
 
 def cpu_outputs(func: Any, args: Any, out: Any) -> Any:

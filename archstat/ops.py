@@ -109,6 +109,8 @@ _kind(
     aten._unsafe_index, aten._unsafe_index_put, aten.index_copy, aten.index_fill,
     aten.take, aten.embedding_renorm_, aten.set_, aten.sym_constrain_range_for_size,
     aten._assert_async, aten._assert_scalar, aten.equal, aten.allclose, aten.isin,
+    # backward of views and selections: a gradient put back in place
+    aten.select_backward, aten.slice_backward, aten.diagonal_backward, aten.unfold_backward,
 )
 _kind(
     "elementwise",

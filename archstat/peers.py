@@ -1,7 +1,8 @@
 """``archstat.crosscheck``: archstat's counts next to those of the peers it reproduces,
 run for real on the CPU, module by module, with the reason for every difference.
 
-The peers, each run as a user runs it (defaults, eval mode, ``torch.no_grad()``, the
+The peers, each run as a user runs it (defaults, eval mode; FlopCounterMode under
+``torch.no_grad()``, fvcore with autograd on, as its documentation calls it; the
 default SDPA backend), on the model built on the CPU with seeded random weights and
 seeded random inputs:
 
@@ -352,7 +353,9 @@ def cpu_bytes(analysis: Analysis) -> int:
 def _check(name: str, module: nn.Module, inputs: ModelInputs, analysis: Analysis) -> PeerCheck:
     convention = CONVENTIONS[PEER_CONVENTIONS[name]]
     try:
-        with _eval(module), torch.no_grad():
+        # as each peer's documentation runs it: FlopCounterMode around an inference call,
+        # FlopCountAnalysis as constructed (autograd on: MultiheadAttention's slow path)
+        with _eval(module), (torch.no_grad() if name == "torch" else torch.enable_grad()):
             if name == "torch":
                 return _torch_check(module, inputs, analysis, convention)
             return _fvcore_check(module, inputs, analysis, convention)

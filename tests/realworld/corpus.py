@@ -10,6 +10,7 @@ test reads from that.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Iterable
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 import archstat
-from archstat.conventions import CONVENTIONS, get_convention
+from archstat.conventions import CONVENTIONS, EXTRA_MATMUL_FLOPS, get_convention
 from archstat.ops import op_kind
 
 from . import oracles
@@ -45,6 +46,18 @@ class Case:
     cannot_trace: str | None = None
     fvcore_cannot_trace: str | None = None
     flops_counted_twice: str | None = None
+    #: (reason, low, high): fvcore's own arithmetic is off; archstat - fvcore lies in
+    #: [low, high] and is not 0 (the check asserts both, so a fixed fvcore is noticed)
+    fvcore_quirk: tuple[str, int, int] | None = None
+
+
+#: Ops whose work archstat counts and FlopCounterMode has no formula for (it counts 0):
+#: the oracle's count plus archstat's count of these is archstat's. The CPU flash
+#: attention kernel is not among them here: the oracle runs the math SDPA backend, whose
+#: bmm's FlopCounterMode counts, and archstat's formula for the kernel is torch's own.
+UNREGISTERED = frozenset(p.__name__ for p in EXTRA_MATMUL_FLOPS) - {
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention_for_cpu_backward"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,8 @@ class Counts:
     params: int
     params_unused: int | None  # None while archstat's totals have no such key
     unhandled: tuple[str, ...]  # ops the convention reported as unhandled
+    #: top-level module -> archstat's count of UNREGISTERED ops in it (flops only)
+    unregistered: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,9 +158,13 @@ def _counts(result: archstat.Analysis) -> Counts:
     # layers table): the convention's own cost of each traced op.
     convention = get_convention(result.convention)
     by_op: dict[str, int] = {}
+    unregistered: dict[str, int] = {}
     for event in result.trace.events:
         cost = convention.cost(event) or 0
         by_op[event.packet.__name__] = by_op.get(event.packet.__name__, 0) + cost
+        if cost and event.packet.__name__ in UNREGISTERED:
+            top = result.trace.records[event.record].name.split(".")[0]
+            unregistered[top] = unregistered.get(top, 0) + cost
     totals = result.totals
     return Counts(
         flops=totals["flops"],
@@ -154,6 +173,7 @@ def _counts(result: archstat.Analysis) -> Counts:
         params=totals["params"],
         params_unused=totals.get("params_unused"),
         unhandled=tuple(sorted(result.unhandled["op"])),
+        unregistered=unregistered,
     )
 
 
@@ -199,9 +219,15 @@ def check_params(m: Measurement) -> None:
 
 def check_flops(m: Measurement, case: Case) -> None:
     """Convention ``flops`` is FlopCounterMode's count, in total and per top-level module
-    (in total only where FlopCounterMode counts some ops under two top-level modules)."""
+    (in total only where FlopCounterMode counts some ops under two top-level modules),
+    less archstat's count of the ops FlopCounterMode has no formula for (UNREGISTERED:
+    a mixture of experts' _grouped_mm)."""
     _traced(m)
-    ours, theirs = m.flops, m.torch
+    theirs = m.torch
+    ours = dataclasses.replace(m.flops, flops=m.flops.flops - sum(m.flops.unregistered.values()),
+                               by_module=oracles._nonzero({
+                                   k: v - m.flops.unregistered.get(k, 0)
+                                   for k, v in m.flops.by_module.items()}))
     message = (f"flops: archstat {ours.flops:,}, FlopCounterMode {theirs.flops:,}; "
                f"per module (archstat, torch): {_diff(ours.by_module, theirs.by_module)}; "
                f"per op: {_diff(ours.by_op, theirs.by_op)}")
@@ -224,6 +250,13 @@ def check_fvcore(m: Measurement, case: Case) -> None:
         return
     assert m.fvcore_error is None, f"fvcore failed (declare fvcore_cannot_trace?): {m.fvcore_error}"
     ours, theirs = m.fvcore_convention, m.fvcore
+    if case.fvcore_quirk:
+        reason, low, high = case.fvcore_quirk
+        difference = ours.flops - theirs.flops
+        assert difference and low <= difference <= high, (
+            f"{case.id}: archstat - fvcore = {difference}, expected within [{low}, {high}] "
+            f"and not 0 ({reason})")
+        return
     assert (ours.flops, _diff(ours.by_module, theirs.by_module)) == (theirs.flops, {}), (
         f"fvcore: archstat {ours.flops:,}, FlopCountAnalysis {theirs.flops:,}; "
         f"per module (archstat, fvcore): {_diff(ours.by_module, theirs.by_module)}; "

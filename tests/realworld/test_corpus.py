@@ -12,6 +12,8 @@ from __future__ import annotations
 import pytest
 import timm
 
+import archstat
+
 from .corpus import check_flops, check_fvcore, check_ops_known, check_params, measure, parametrize
 from .timm_sample import SAMPLE
 from .zoos import timm_cases, torchvision_cases, transformers_cases
@@ -47,3 +49,38 @@ def test_timm_sample_covers_every_family() -> None:
                if not sampled & set(timm.list_models(module=family))]
     assert missing == []
     assert len(sampled) == len(SAMPLE) >= 150
+
+
+def test_detectors_run_on_the_cpu_and_name_their_data_dependent_ops() -> None:
+    # Built from spec strings: no backbone weights are downloaded (weights_backbone=None).
+    for spec in ("torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+                 "torchvision:ssdlite320_mobilenet_v3_large"):
+        result = archstat.analyze(spec, input_shape=(3, 160, 160), batch=1)
+        ops = {op for op, _ in result.data_dependent}
+        assert result.executed and result.header()["execution"] == "cpu"
+        assert {"nonzero", "nms"} & ops, ops
+        with pytest.raises(archstat.ArchstatError, match="execute='auto'"):
+            archstat.analyze(spec, input_shape=(3, 160, 160), execute="never")
+
+
+def test_builder_options_reach_hub_specs() -> None:
+    import torchvision
+
+    ten = archstat.analyze("torchvision:resnet18", num_classes=10)
+    model = torchvision.models.resnet18(num_classes=10)
+    assert ten.totals["params"] == sum(p.numel() for p in model.parameters())
+    tiny = archstat.analyze("timm:resnet18", num_classes=7)
+    assert tiny.totals["params"] == sum(
+        p.numel() for p in timm.create_model("resnet18", num_classes=7).parameters())
+
+
+def test_segmentation_models_trace_exactly() -> None:
+    import torchvision
+
+    result = archstat.analyze("torchvision:deeplabv3_resnet50", input_shape=(3, 64, 64))
+    model = torchvision.models.get_model("deeplabv3_resnet50", weights=None,
+                                         weights_backbone=None)
+    total = sum(p.numel() for p in model.parameters())
+    assert total == 39_638_869  # torchvision's documented figure (aux classifier included)
+    assert result.totals["params"] + result.totals["params_unused"] == total
+    assert not result.executed
