@@ -80,7 +80,7 @@ class Convention:
 
     def cost(self, event: ops.OpEvent) -> int | None:
         """The op's count in this convention's unit, or None if it is unhandled."""
-        if event.phase == "backward" and not self.backward:
+        if event.phase != "forward" and not self.backward:
             return 0
         if event.origin in self.skipped_origins:
             skipped = self.skipped_origins[event.origin]

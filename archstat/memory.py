@@ -156,6 +156,8 @@ class MemoryReport:
     params_unused: int = 0  # and those it never reads; params_bytes holds both
     #: the CPU the allocator-level figures are modelled for (None in training)
     cpu: workspace.CpuFacts | None = None
+    #: whether the forward needed real values and ran on the CPU (archstat.analyze)
+    executed: bool = False
 
     @property
     def measured(self) -> bool:
@@ -209,6 +211,7 @@ class MemoryReport:
             if len(self.input_shape) != 1 else list(self.input_shape[0]),
             "dtype": self.dtype,
             "mode": "training" if self.train else "inference",
+            "execution": "cpu" if self.executed else "meta",
             "optimizer": self.optimizer,
             "params": self.params,
             "params_unused": self.params_unused,
@@ -293,7 +296,7 @@ def _estimate(module: nn.Module, specs: list[Any] | None, batch: int, dtype: tor
               cpu: workspace.CpuFacts | None = None) -> tuple[MemoryEstimate, Any]:
     """The estimate at ``batch``, and the Analysis it was made from."""
     analysis = analyze(module, input_shape=specs, batch=batch, dtype=dtype, inputs=inputs,
-                       train=optimizer is not None, execute="never")
+                       train=optimizer is not None)
     t = analysis.trace
     assert t is not None
     live = liveness.profile(t)
@@ -429,7 +432,8 @@ def estimate_memory(
         _measure(resolved, estimates, specs, torch_dtype, inputs)
     first = cache[sizes[0]][1]
     return MemoryReport(resolved.label, first.input_shape, first.dtype, opt, estimates, budget,
-                        largest, first.totals["params"], first.totals["params_unused"], cpu)
+                        largest, first.totals["params"], first.totals["params_unused"], cpu,
+                        first.executed)
 
 
 def _cpu_model(resolved: Any, dtype: torch.dtype) -> nn.Module:

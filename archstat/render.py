@@ -516,6 +516,8 @@ def _live_rows(groups: Sequence[Any], limit: int = 10) -> list[list[str]]:
 def memory_title(report: Any) -> str:
     shapes = ", ".join(shape_str(s) for s in report.input_shape)
     mode = f"training step, {report.optimizer}" if report.train else "inference"
+    if report.executed:
+        mode += " (ran on the CPU: the forward needs real values)"
     return (f"{report.model}  input {shapes}  batch {report.estimates[0].batch}  "
             f"{report.dtype}  {mode}")
 

@@ -157,19 +157,27 @@ class _NodeTagger(TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         stack = self.recorder.stack
         record = stack[-1].record if stack else None
-        if record is None or not torch.is_grad_enabled():
-            return out
-        pending = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
-        while pending:
-            node = pending.pop()
-            if node is None or _RECORD in node.metadata:
-                continue
-            node.metadata[_RECORD] = record
-            pending.extend(next_node for next_node, _ in node.next_functions)
+        if record is not None and torch.is_grad_enabled():
+            tag_nodes(out, record)
         return out
 
 
 _RECORD = "archstat_record"
+
+
+def tag_nodes(value: Any, record: int) -> list[Any]:
+    """Tag the untagged autograd nodes behind the tensors in ``value`` with ``record``;
+    returns the nodes tagged."""
+    tagged = []
+    pending = [t.grad_fn for t in _tensors(value) if t.grad_fn is not None]
+    while pending:
+        node = pending.pop()
+        if node is None or _RECORD in node.metadata:
+            continue
+        node.metadata[_RECORD] = record
+        tagged.append(node)
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    return tagged
 
 
 class _GradSides:
@@ -183,19 +191,30 @@ class _GradSides:
         self.params: dict[int, int] = {}  # id(parameter meta tensor) -> record reading it
         self._events: dict[int, list[tuple[int, list[int]]]] = {}  # id(node) -> events
         self._weight_side: dict[Any, bool] = {}
+        self._handles: list[Any] = []
 
-    def watch(self, roots: list[torch.Tensor]) -> list[Any]:
-        """Hook every node of the graph behind ``roots``; returns the hook handles."""
-        handles, seen = [], set()
+    def watch(self, roots: list[torch.Tensor]) -> None:
+        """Hook every node of the graph behind ``roots`` (see :meth:`remove`)."""
+        seen = set()
         pending = [t.grad_fn for t in roots if t.grad_fn is not None]
+        nodes = []
         while pending:
             node = pending.pop()
             if node is None or node in seen:
                 continue
             seen.add(node)
-            handles.append(node.register_hook(partial(self._classify, node)))
+            nodes.append(node)
             pending.extend(next_node for next_node, _ in node.next_functions)
-        return handles
+        self.watch_nodes(nodes)
+
+    def watch_nodes(self, nodes: list[Any]) -> None:
+        self._handles += [node.register_hook(partial(self._classify, node)) for node in nodes]
+
+    def remove(self) -> None:
+        """Remove every hook :meth:`watch` placed."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def record_of(self, node: Any) -> int | None:
         if node is None:
@@ -395,6 +414,11 @@ class _Recorder(_NoDynamoMode):
         else:
             self.failed_in = None  # a forward that caught an exception of its own
         if self.phase != "forward":
+            # A recomputation whose graph is backpropagated at once (reentrant
+            # checkpointing): its nodes belong to the module run again. (No torch function
+            # mode is active inside autograd's backward to tag them as they are made.)
+            if frame.record is not None and torch.is_grad_enabled():
+                self.grads.watch_nodes(tag_nodes(output, frame.record))
             return
         if frame.input_shape is None:
             shape = _first_shape(kwargs)
@@ -436,6 +460,8 @@ class _Recorder(_NoDynamoMode):
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
+        if self.phase == "loss":
+            return run_meta(func, args, kwargs)
         if self.phase != "forward":
             return self._backward_op(func, args, kwargs)
         in_serials = self.serials((args, kwargs))
@@ -642,11 +668,19 @@ def trace(
         # the backward, and so how much the two hold at once.
         watch = StorageWatch([*state.values(), *_tensors((meta_args, meta_kwargs))])
         try:
-            with watch if train else ExitStack():
-                with _NodeTagger(recorder) if train else ExitStack(), recorder:
-                    output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
+            with watch if train else ExitStack(), \
+                    _NodeTagger(recorder) if train else ExitStack(), recorder:
                 if train:
-                    _record_backward(recorder, output, memo, model)
+                    # The backward runs inside the call, while the model still holds the
+                    # traced parameters: checkpointing recomputes with them.
+                    params = [memo[id(p)] for p in model.parameters()]
+                    step = _ForwardBackward(model, partial(_record_backward, recorder,
+                                                           params=params))
+                    output = torch.func.functional_call(
+                        step, {f"model.{k}": v for k, v in state.items()}, meta_args,
+                        meta_kwargs)
+                else:
+                    output = torch.func.functional_call(model, state, meta_args, meta_kwargs)
         except ArchstatError:
             raise
         except Exception as exc:  # a user's model failing on our input: say where
@@ -689,13 +723,27 @@ def _materialized(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> nn.Mod
     return copy
 
 
-def _record_backward(recorder: _Recorder, output: Any, memo: dict[int, torch.Tensor],
-                     model: nn.Module) -> None:
+class _ForwardBackward(nn.Module):
+    """The model's forward, then ``after(output)`` (the recorded backward), as one call."""
+
+    def __init__(self, model: nn.Module, after: Any) -> None:
+        super().__init__()
+        self.model = model
+        self._after = after
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        output = self.model(*args, **kwargs)
+        self._after(output)
+        return output
+
+
+def _record_backward(recorder: _Recorder, output: Any, params: list[torch.Tensor]) -> None:
     """Backpropagate the sum of the outputs' sums (the simplest loss that reaches them
     all), recording its ops (:attr:`Trace.backward`)."""
     roots = [t for t in _tensors(output) if t.requires_grad]
     if not roots:
         return
+    recorder.phase = "loss"  # the loss is not the model's: its ops are not recorded
     loss = sum(t.sum() for t in roots)
     # a parameter's gradient is weight-gradient work of the record that first read it
     first_reader = {}
@@ -703,24 +751,21 @@ def _record_backward(recorder: _Recorder, output: Any, memo: dict[int, torch.Ten
         for event in (recorder.events[e] for e in record.events):
             for serial in event.inputs:
                 first_reader.setdefault(recorder.tensors[serial].storage, index)
-    for p in model.parameters():
-        meta = memo[id(p)]
+    for meta in params:
         storage = recorder._storages.get(meta.untyped_storage()._cdata)
         if storage is not None and storage[0] in first_reader:
             recorder.grads.params[id(meta)] = first_reader[storage[0]]
-    handles = recorder.grads.watch([loss])
+    recorder.grads.watch([loss])
     recorder.phase = "backward"
     try:
-        with _NodeTagger(recorder), recorder:
-            loss.backward()
+        loss.backward()
     except ArchstatError:
         raise
     except Exception as exc:  # an op with no meta backward, say
         raise ArchstatError(f"the backward pass failed on meta: {_one_line(exc)}") from exc
     finally:
         recorder.phase = "forward"
-        for handle in handles:
-            handle.remove()
+        recorder.grads.remove()
 
 
 def _one_line(exc: Exception) -> str:

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from archstat.liveness import LiveProfile, profile
-from archstat.ops import OpEvent
+from archstat.ops import OpEvent, op_kind
 from archstat.tracer import Trace
 
 aten = torch.ops.aten
@@ -157,6 +157,8 @@ def conv_workspace(event: OpEvent, dtype: str, cpu: CpuFacts) -> int | Workspace
     if cpu.capability != "AVX512":
         return Workspace(0, f"oneDNN convolution layouts on {cpu.capability} "
                             "(modelled on AVX512)")
+    if h < kh or wd < kw:  # mobilenet_v3's 5x5 depthwise on a 1x1 map, found on the corpus
+        return Workspace(0, "oneDNN convolution with a kernel larger than its input map")
     og = o // groups
     if groups == 1:
         plain_input = cg < _BLOCK and (kh, kw) != (1, 1)
@@ -344,7 +346,8 @@ def op_workspace(event: OpEvent, dtype: str, cpu: CpuFacts,
             return Workspace(found + scalars)
         return Workspace(found.bytes + scalars, found.unmodelled)
     if (event.packet in NO_WORKSPACE or event.op.is_view
-            or torch.Tag.pointwise in event.op.tags):
+            or torch.Tag.pointwise in event.op.tags
+            or op_kind(event.op) in ("activation", "none")):  # hardswish_, relu_: in place
         return Workspace(scalars)
     return Workspace(scalars, f"aten.{event.packet.__name__} (no workspace rule)")
 

@@ -44,6 +44,14 @@ FVCORE_QUIRKS: dict[str, tuple[str, int, int]] = {
                          "is not a whole count of multiply-adds", -100, 100),
     "torchvision:maxvit_t": ("fvcore counts einsum through numpy's einsum_path, a float "
                              "that is not a whole count of multiply-adds", -2000, 2000),
+    "timm:samvit_base_patch16_224": ("fvcore counts einsum through numpy's einsum_path, a "
+                                     "float that is not a whole count of multiply-adds",
+                                     -2000, 2000),
+    **dict.fromkeys(
+        ["torchvision:maskrcnn_resnet50_fpn", "torchvision:maskrcnn_resnet50_fpn_v2"],
+        ("mask pasting calls TorchScript-compiled helpers (prim::CallFunction in fvcore's "
+         "graph), inside which fvcore counts nothing: their bilinear interpolations",
+         1, 5_000_000)),
 }
 
 
