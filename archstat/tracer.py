@@ -551,10 +551,19 @@ def _meta_like(value: Any, dtype: torch.dtype | None, grad: bool = False,
                real: bool = False) -> Any:
     """Meta copies of the tensors in ``value``; with ``grad``, a copy requires grad where
     the original does (parameters in a training trace). With ``real``, the tensors
-    themselves (detached copies in ``dtype`` where they are in another floating dtype)."""
+    themselves (detached copies in ``dtype`` where they are in another floating dtype).
+    A tensor that appears twice gets one copy (self-attention passes ``x, x, x``, and
+    nn.MultiheadAttention's fast path asks whether query is key)."""
+    copies: dict[int, torch.Tensor] = {}
+
     def convert(t: Any) -> Any:
         if not isinstance(t, torch.Tensor):
             return t
+        if id(t) not in copies:
+            copies[id(t)] = copy_of(t)
+        return copies[id(t)]
+
+    def copy_of(t: torch.Tensor) -> torch.Tensor:
         target = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
         if real:
             copy = t.detach().to(target) if t.dtype != target else t.detach()
@@ -638,8 +647,7 @@ def trace(
             *model.named_buffers(remove_duplicate=False),
         ]
     }
-    meta_args, meta_kwargs = _meta_like(args, dtype, real=real), _meta_like(kwargs, dtype,
-                                                                           real=real)
+    meta_args, meta_kwargs = _meta_like((args, kwargs), dtype, real=real)
     roles = {id(t): "input" for t in _tensors((meta_args, meta_kwargs))}
     roles.update({id(memo[id(p)]): "param" for p in model.parameters()})
     roles.update({id(memo[id(b)]): "buffer" for b in model.buffers()})

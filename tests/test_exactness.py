@@ -852,3 +852,56 @@ def test_spec_in_the_current_directory_imports_without_pythonpath(tmp_path, monk
         assert json.loads(out)["totals"]["params"] == 5 * 3 + 3
     finally:
         sys.modules.pop("mynets", None)
+
+
+# -- attention on every SDPA backend (item 3) -------------------------------------------
+
+class _SDPA(nn.Module):
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+class _Kernel(nn.Module):
+    """One fused attention kernel called directly (CUDA kernels have meta kernels too)."""
+
+    def __init__(self, kernel) -> None:
+        super().__init__()
+        self.kernel = kernel
+
+    def forward(self, q, k, v):
+        return self.kernel(q, k, v)[0]
+
+
+@pytest.mark.parametrize("kernel", [
+    "math", "cpu_flash",
+    lambda q, k, v: torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, False),
+    lambda q, k, v: torch.ops.aten._scaled_dot_product_flash_attention(q, k, v),
+], ids=["math", "cpu_flash", "efficient", "flash"])
+def test_attention_counts_the_same_on_every_backend(kernel) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    batch, heads, length, width = 2, 4, 10, 8
+    shape = (heads, length, width)
+    if kernel in ("math", "cpu_flash"):
+        backend = SDPBackend.MATH if kernel == "math" else SDPBackend.FLASH_ATTENTION
+        with sdpa_kernel(backend):
+            result = archstat.analyze(_SDPA(), input_shape=[shape] * 3, batch=batch)
+        ops = result.layers["ops"].iloc[0]
+        assert ("bmm" in ops) == (kernel == "math")
+    else:
+        result = archstat.analyze(_Kernel(kernel), input_shape=[shape] * 3, batch=batch)
+    # QK^T and the product with V: 2 x B x H x L x S x E multiply-adds
+    assert result.totals["flops"] == 2 * batch * heads * length * length * width
+    assert result.unhandled.empty
+
+
+def test_multihead_attention_fast_path_counts_its_matmuls() -> None:
+    embed, heads, length, batch = 16, 4, 6, 2
+    model = nn.MultiheadAttention(embed, heads, batch_first=True).eval()
+    x = torch.zeros(batch, length, embed)  # self-attention: the fast path's condition
+    result = archstat.analyze(model, inputs=(x, x, x))
+    assert "_transform_bias_rescale_qkv" in "+".join(result.layers["ops"])  # the fast path
+    tokens = batch * length
+    projections = tokens * 3 * embed * embed + tokens * embed * embed  # in_proj, out_proj
+    attention = 2 * batch * heads * length * length * (embed // heads)  # QK^T, AV
+    assert result.totals["flops"] == projections + attention
