@@ -19,10 +19,10 @@ from archstat.errors import ArchstatError
 
 _LAZY = {
     "analyze": "archstat.analysis",
-    "assert_within_budget": "archstat.check",
+    "assert_within_budget": "archstat.budget.checks",
     "Analysis": "archstat.analysis",
-    "bottleneck": "archstat.savings",
-    "BottleneckReport": "archstat.savings",
+    "bottleneck": "archstat.bottlenecks",
+    "BottleneckReport": "archstat.bottlenecks",
     "CONVENTIONS": "archstat.conventions",
     "crosscheck": "archstat.peers",
     "Convention": "archstat.conventions",

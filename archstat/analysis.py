@@ -11,9 +11,9 @@ Units, everywhere in this module:
   batch and dtype (a view or an in-place result allocates nothing; every new output
   counts, max pooling's indices too). Summed, the bytes the forward allocates.
 * ``peak_activation_bytes`` (totals): the most activation storage live at once
-  (:mod:`archstat.liveness`), the same figure as ``archstat memory``'s.
+  (:mod:`archstat.trace.liveness`), the same figure as ``archstat memory``'s.
 * ``live_bytes_after``: bytes of all activation storages still live once the layer has
-  run (see :mod:`archstat.liveness`; the model's input, parameters and buffers excluded),
+  run (see :mod:`archstat.trace.liveness`; the model's input, parameters and buffers excluded),
   the memory profile over depth.
 * ``flops`` and ``flops_<kind>``: counts in the unit of the chosen convention (see
   :mod:`archstat.conventions`; the default ``macs`` counts one multiply-add as one).
@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from archstat import liveness, render
+from archstat import render
 from archstat.conventions import Convention, get_convention
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import (
@@ -41,10 +41,11 @@ from archstat.inputs import (
     input_specs,
     make_inputs,
 )
-from archstat.metakernels import tensors_in
-from archstat.ops import KINDS, OpEvent, op_kind
 from archstat.spec import ResolvedModel, resolve_model
-from archstat.tracer import DataDependentError, Trace, trace
+from archstat.trace import liveness
+from archstat.trace.metakernels import tensors_in
+from archstat.trace.ops import KINDS, OpEvent, op_kind
+from archstat.trace.tracer import DataDependentError, Trace, trace
 
 FLOP_COLUMNS = ["flops"] + [f"flops_{kind}" for kind in KINDS]
 LAYER_COLUMNS = [

@@ -1,7 +1,7 @@
 """Check reports and diffs as text for people and for CI systems: rich tables, JSON,
 GitHub Actions annotations, JUnit XML, CSV and Markdown.
 
-Pure functions of a :class:`~archstat.check.CheckReport` or a
+Pure functions of a :class:`~archstat.budget.checks.CheckReport` or a
 :class:`~archstat.snapshot.DiffReport`; nothing here counts anything and nothing prints.
 JSON, JUnit, GitHub and CSV output carry exact integers and are deterministic (no
 timestamps, no timings).

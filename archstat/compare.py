@@ -1,6 +1,6 @@
 """``archstat compare``: several models side by side, and where each spends its budget.
 
-Per model, over its compute layers (:mod:`archstat.layers`):
+Per model, over its compute layers (:mod:`archstat.compute_layers`):
 
 * ``params``: parameter elements; ``flops``: the convention's count;
 * ``activation_bytes``: the bytes of new storage the compared layers allocate, and
@@ -24,11 +24,12 @@ from typing import Any
 
 import pandas as pd
 
-from archstat import liveness, render
+from archstat import render
+from archstat.compute_layers import WEIGHT_KINDS, ComputeLayer, compute_layers, weight_depth
 from archstat.conventions import get_convention
 from archstat.errors import ArchstatError, did_you_mean
-from archstat.layers import WEIGHT_KINDS, ComputeLayer, compute_layers, weight_depth
 from archstat.lecture import layer_names
+from archstat.trace import liveness
 
 METRICS = ("params", "flops", "activation_bytes", "peak_activation_bytes", "output_bytes",
            "layers", "depth")

@@ -52,8 +52,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import flop_registry as _torch_flop_registry
 
-from archstat import ops
 from archstat.errors import ArchstatError, did_you_mean
+from archstat.trace import ops
 
 aten = torch.ops.aten
 

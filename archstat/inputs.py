@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from archstat.errors import ArchstatError, did_you_mean
-from archstat.metakernels import tensors_in
+from archstat.trace.metakernels import tensors_in
 
 #: The dtypes a model's parameters and floating inputs can be traced in.
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")

@@ -1,7 +1,7 @@
 """The per-layer table of the EECS 498/598 "CNN Architectures" lecture (J. Johnson,
 Lecture 8), for any model.
 
-One row per conv, pool, fc or flatten layer (see :mod:`archstat.layers` for what folds into
+One row per conv, pool, fc or flatten layer (see :mod:`archstat.compute_layers` for what folds into
 a row), with the lecture's columns and units, per image:
 
 * ``memory_kb``: the layer's output, elements x 4 bytes / 1024 (KiB), batch 1;
@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from archstat import render
-from archstat.layers import ComputeLayer, compute_layers, is_chain, numel, side, spatial_str
+from archstat.compute_layers import ComputeLayer, compute_layers, is_chain, numel, side, spatial_str
 
 COLUMNS = [
     "layer", "in_channels", "in_size", "filters", "kernel", "stride", "pad", "out_channels",

@@ -8,7 +8,7 @@ All figures are bytes, for the traced batch and dtype:
 * ``input_bytes``: the model's input. It is the caller's tensor and exists before and
   after the forward, so it is not an activation; the totals include it.
 * ``peak_activation_bytes``: the most activation storage live at once during the forward
-  (:mod:`archstat.liveness`), reached in ``peak_layer``; ``live_at_peak`` lists it. In
+  (:mod:`archstat.trace.liveness`), reached in ``peak_layer``; ``live_at_peak`` lists it. In
   training this is the training-mode forward, where what autograd saves stays live.
 * ``inference_peak_bytes`` = params + buffers + input + peak activations.
 * ``allocator_peak_bytes`` (inference, with ``allocator=True`` or ``measure=True``): the
@@ -22,7 +22,7 @@ All figures are bytes, for the traced batch and dtype:
 
 With ``measure=True`` the model also runs once on the CPU (inference), and each
 estimate's ``measured`` holds the two peaks of that real run
-(:class:`archstat.measure.MeasuredPeaks`): the tensor-level one against
+(:class:`archstat.realrun.MeasuredPeaks`): the tensor-level one against
 ``peak_activation_bytes``, the allocator-level one against ``allocator_peak_bytes``.
 Measured figures depend on the machine (threads, CPU, oneDNN's choices).
 
@@ -61,14 +61,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from archstat import liveness, render, workspace
+from archstat import render, workspace
 from archstat.analysis import analyze, float_dtype
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import example_inputs, input_specs, make_inputs
-from archstat.measure import MeasuredPeaks, available_memory, measure_peaks
-from archstat.metakernels import tensors_in
+from archstat.realrun import MeasuredPeaks, available_memory, measure_peaks
 from archstat.spec import resolve_model
-from archstat.tracer import Trace
+from archstat.trace import liveness
+from archstat.trace.metakernels import tensors_in
+from archstat.trace.tracer import Trace
 from archstat.units import parse_int_list, parse_quantity
 
 #: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.

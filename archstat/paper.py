@@ -21,8 +21,7 @@ from typing import Any
 import pandas as pd
 
 from archstat import render
-from archstat.errors import ArchstatError
-from archstat.layers import (
+from archstat.compute_layers import (
     ComputeLayer,
     compute_layers,
     numel,
@@ -30,6 +29,7 @@ from archstat.layers import (
     side,
     weight_depth,
 )
+from archstat.errors import ArchstatError
 from archstat.zoo import get_model_info, list_models
 from archstat.zoo.googlenet import PAPER_TABLE1
 

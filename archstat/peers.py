@@ -23,7 +23,7 @@ reason accounts for is ``unexplained``, with the ops and both counts.
 
 FlopCounterMode is run with ``custom_mapping`` entries for the ops archstat knows it has
 no formula for (:data:`archstat.conventions.EXTRA_MATMUL_FLOPS`, and the fused kernels
-of the transformer fast path, :data:`archstat.cpupath.DESCEND`): each call of one counts
+of the transformer fast path, :data:`archstat.trace.cpupath.DESCEND`): each call of one counts
 1 there, so that the peer says where it saw them. These calls are taken out of its
 counts again; every other count is the default one.
 """
@@ -46,11 +46,11 @@ from torch import nn
 from archstat import render
 from archstat.analysis import Analysis, analyze, float_dtype
 from archstat.conventions import CONVENTIONS, EXTRA_MATMUL_FLOPS, Convention
-from archstat.cpupath import DESCEND
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import ModelInputs, make_inputs
-from archstat.ops import KINDS, op_kind
 from archstat.spec import resolve_model
+from archstat.trace.cpupath import DESCEND
+from archstat.trace.ops import KINDS, op_kind
 
 #: The peers, and the archstat convention that reproduces each.
 PEER_CONVENTIONS: Mapping[str, str] = {"torch": "flops", "fvcore": "fvcore"}

@@ -5,7 +5,7 @@ coloured by layer kind. The values are the lecture table's (:mod:`archstat.lectu
 image: memory in KB (output x 4 bytes / 1024), params in thousands, FLOPs in millions
 under the analysis's convention. Panels of one metric share their y axis, so models
 compare at a glance. The memory panels also draw, as a line, the activation memory still
-live after each layer (:mod:`archstat.liveness`, in KB per image): the memory profile
+live after each layer (:mod:`archstat.trace.liveness`, in KB per image): the memory profile
 over depth, which the bars (one layer's output each) understate wherever a branch or a
 residual keeps earlier outputs alive. matplotlib (the ``plot`` extra) is imported only
 here, with the Agg backend, so nothing opens a window.
@@ -25,7 +25,7 @@ METRICS = {
     "flops": ("flop_m", "flop (M)"),
 }
 #: Not a per-layer metric: per inception/residual module, how many times cheaper the
-#: module is than its naive form (archstat.savings, module level).
+#: module is than its naive form (archstat.bottlenecks, module level).
 SAVINGS = "savings"
 FORMATS = ("png", "svg")
 DPI = 100
@@ -75,7 +75,7 @@ def _check(metric: str, size: tuple[int, int], fmt: str) -> list[str]:
 
 def _bars(analysis: Any) -> tuple[Any, list[str]]:
     """The lecture table of an analysis and the kind of each of its rows."""
-    from archstat.layers import compute_layers
+    from archstat.compute_layers import compute_layers
     from archstat.lecture import lecture_table
 
     return lecture_table(analysis).frame, [layer.kind for layer in compute_layers(analysis)]
@@ -84,7 +84,7 @@ def _bars(analysis: Any) -> tuple[Any, list[str]]:
 def live_kb(analysis: Any) -> list[float]:
     """Per lecture row: the analysis's ``live_bytes_after`` at the row's last record, per
     image, in KB (/ 1024, as the lecture's memory column)."""
-    from archstat.layers import compute_layers
+    from archstat.compute_layers import compute_layers
 
     live = analysis.layers["live_bytes_after"]
     return [float(live.iloc[max(layer.records)]) / analysis.batch / 1024
@@ -213,7 +213,7 @@ def plot_models(
 
     _check(metric, size, fmt)  # fail on bad options before tracing anything
     if metric == SAVINGS:
-        from archstat.savings import bottleneck
+        from archstat.bottlenecks import bottleneck
 
         return savings_chart(
             [(m, bottleneck(m, input_shape=input_shape, level="module").modules)

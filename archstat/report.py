@@ -128,7 +128,7 @@ def _styled_csv(model: str, style: str, convention: str) -> Callable[[Analyzer],
 
 def _bottleneck_csv(model: str, level: str) -> Callable[[Analyzer], str]:
     def build(_analyzer: Analyzer) -> str:
-        from archstat.savings import bottleneck
+        from archstat.bottlenecks import bottleneck
 
         return bottleneck(model, level=level).to_csv(level)
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import parse_shape  # noqa: F401  (re-exported: spec strings and shapes)
-from archstat.tracer import fast_meta_build
+from archstat.trace.tracer import fast_meta_build
 from archstat.zoo import get_model_info
 
 #: Input shape (without batch) assumed for a model that is not in the zoo.

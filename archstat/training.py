@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from archstat.errors import ArchstatError, did_you_mean
-from archstat.ops import OpEvent, shapes_of
-from archstat.tracer import Trace, _NoDynamoMode
+from archstat.trace.ops import OpEvent, shapes_of
+from archstat.trace.tracer import Trace, _NoDynamoMode
 
 #: The optimizers archstat models, as torch builds them (foreach implementation).
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")

@@ -1,7 +1,7 @@
 """Memory as torch's CPU allocator sees it: the tensor-level liveness profile plus, at each
 op, the workspace its CPU kernel allocates and frees inside itself.
 
-:mod:`archstat.liveness` counts tensors, the storages ops return. A real CPU run also
+:mod:`archstat.trace.liveness` counts tensors, the storages ops return. A real CPU run also
 allocates, inside the kernels, buffers that no op returns: oneDNN's blocked copies of a
 convolution's input, weights and output, an LSTM's reordered weights, the flash-attention
 kernel's per-thread blocks, batch norm's per-channel factors, the tensors torch wraps a
@@ -11,10 +11,10 @@ formula of the op's shapes and the machine (:class:`CpuFacts`), in bytes.
 One number per op, its **workspace**: the most bytes the kernel holds at once beyond the
 op's inputs and outputs while it runs, so that the allocator holds ``during[i] +
 workspace`` bytes of activations at event ``i`` (``during`` from
-:func:`archstat.liveness.profile`). The allocator-level peak of a forward is the largest of
+:func:`archstat.trace.liveness.profile`). The allocator-level peak of a forward is the largest of
 these sums (:func:`allocator_profile`). Like ``peak_activation_bytes`` it leaves out the
 parameters, buffers and inputs, which exist before the forward; it is comparable with
-``archstat.measure.allocator_peak``, which reads the profiler's allocation events of a
+``archstat.realrun.allocator_peak``, which reads the profiler's allocation events of a
 real CPU run, and counts nothing torch's allocator does not hand out (MKL's own GEMM
 buffers, OpenMP stacks).
 
@@ -49,9 +49,9 @@ from typing import Any
 
 import torch
 
-from archstat.liveness import LiveProfile, profile
-from archstat.ops import OpEvent, op_kind
-from archstat.tracer import Trace
+from archstat.trace.liveness import LiveProfile, profile
+from archstat.trace.ops import OpEvent, op_kind
+from archstat.trace.tracer import Trace
 
 aten = torch.ops.aten
 

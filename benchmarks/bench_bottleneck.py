@@ -1,4 +1,4 @@
-"""Wall time of ``archstat.bottleneck`` per model and level, against ``archstat.analyze``
+"""Wall time of ``archstat.bottlenecks`` per model and level, against ``archstat.analyze``
 alone (the trace it starts from). Best of ``--repeat`` runs, after one warm-up run.
 
     PYTHONPATH=. python benchmarks/bench_bottleneck.py [--repeat 3] [MODEL ...]

@@ -16,7 +16,7 @@ from bench_bottleneck import best_of  # beside this script: best of n after a wa
 
 import archstat
 from archstat.compare import compare_models
-from archstat.layers import compute_layers
+from archstat.compute_layers import compute_layers
 from archstat.lecture import lecture_table
 from archstat.paper import paper_table
 from archstat.plot import plot_models

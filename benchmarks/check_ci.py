@@ -28,7 +28,7 @@ def main() -> None:
 
     import archstat
     from archstat import render
-    from archstat.check import run_checks
+    from archstat.budget.checks import run_checks
     from archstat.snapshot import align_layers, diff, snapshot
     from archstat.zoo import list_models
 

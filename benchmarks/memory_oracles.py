@@ -14,12 +14,12 @@ against ``allocator_peak``, with what the allocator estimate does not model; wit
 
 The tensor-level oracle reads nothing of archstat (the watch is written again, so that the
 oracle shares no code with what it checks); the allocator-level one, ``allocator_peak``,
-lives in :mod:`archstat.measure` (``archstat memory --measure`` runs it too) and reads only
+lives in :mod:`archstat.realrun` (``archstat memory --measure`` runs it too) and reads only
 torch's profiler:
 
 * ``tensor_peak`` counts the storages that aten ops return, from the op that makes them
   until torch frees them, with their full size; storages of the inputs, parameters and
-  buffers are not counted. Unlike ``archstat.measure.measure_forward``'s StorageWatch, it
+  buffers are not counted. Unlike ``archstat.realrun.measure_forward``'s StorageWatch, it
   also looks inside the CPU kernels that are themselves sequences of dispatcher calls
   (``FUSED``: the transformer fast path), and through the CompositeImplicitAutograd ops
   those kernels call (``layer_norm``), as archstat's trace decomposes them: without this,
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from archstat.measure import allocator_peak
+from archstat.realrun import allocator_peak
 
 aten = torch.ops.aten
 _CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
@@ -216,7 +216,7 @@ BLOCKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int]] = {
 
 
 def _zoo_cases(quick: bool) -> list[tuple[str, Callable[[], nn.Module], tuple[int, ...], int]]:
-    from archstat.measure import smallest_input, zoo_model
+    from archstat.realrun import smallest_input, zoo_model
     from archstat.zoo import get_model_info, list_models
 
     cases = []
@@ -344,7 +344,7 @@ def main() -> None:
             "tensor: archstat's peak activations (`estimate_memory`) against `tensor_peak` "
             "(the storages ops return, inside fused kernels too); allocator: "
             "`allocator_peak_bytes` (liveness plus `archstat.workspace`'s per-op kernel "
-            "workspaces) against `archstat.measure.allocator_peak` (the profiler's "
+            "workspaces) against `archstat.realrun.allocator_peak` (the profiler's "
             "allocation events). Allocator-level figures depend on the thread count and "
             "the CPU.\n"]
     print("\n".join(head))

@@ -16,14 +16,14 @@ import time
 
 import torch
 
-from archstat.measure import (
+from archstat.memory import estimate_memory
+from archstat.realrun import (
     measure_forward,
     measure_training_step,
     smallest_input,
     torch_optimizer,
     zoo_model,
 )
-from archstat.memory import estimate_memory
 from archstat.zoo import get_model_info, list_models
 
 STEP_MODELS = ["lenet5", "alexnet", "resnet18", "resnet50", "googlenet_tv", "vgg11"]

@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import archstat
-from archstat.measure import zoo_model
+from archstat.realrun import zoo_model
 from archstat.render import human
 from archstat.zoo import get_model, get_model_info, list_models
 

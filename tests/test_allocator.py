@@ -1,6 +1,6 @@
 """The allocator-level memory estimate (archstat.workspace) against torch's CPU allocator.
 
-The oracle is ``archstat.measure.allocator_peak``: the profiler's allocation events over a
+The oracle is ``archstat.realrun.allocator_peak``: the profiler's allocation events over a
 real CPU forward. The workspace formulas are checked one kernel at a time on small shapes
 (a few milliseconds each), then through ``estimate_memory(measure=True)`` and the CLI.
 oneDNN's layouts are modelled for AVX-512; on another CPU those tests are skipped, and
@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from archstat.analysis import analyze
 from archstat.cli import app
 from archstat.errors import ArchstatError
-from archstat.measure import allocator_peak, measure_peaks
 from archstat.memory import estimate_memory
+from archstat.realrun import allocator_peak, measure_peaks
 from archstat.workspace import RULES, CpuFacts, allocator_profile
 from benchmarks.memory_oracles import SDPAttention, tensor_peak
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from archstat.analysis import analyze
-from archstat.bench import layers
+from archstat.bench import per_layer as layers
 from archstat.bench.devices import Peak
 from archstat.bench.harness import device_settings, point_stats, run_point
 from archstat.bench.timing import (

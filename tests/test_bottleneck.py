@@ -20,10 +20,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 import archstat
+from archstat.bottlenecks import MODULE_COLUMNS, NETWORK_COLUMNS, PAIR_COLUMNS
+from archstat.bottlenecks.counterfactual import COUNTERFACTUALS
 from archstat.cli import app, main
-from archstat.counterfactual import COUNTERFACTUALS
 from archstat.errors import ArchstatError
-from archstat.savings import MODULE_COLUMNS, NETWORK_COLUMNS, PAIR_COLUMNS
 from archstat.zoo.googlenet import PAPER_TABLE1
 
 

@@ -269,7 +269,7 @@ def test_outputs_are_deterministic(budgets, capsys) -> None:
 
 @pytest.fixture(scope="module")
 def repo_report():
-    from archstat.check import run_checks
+    from archstat.budget.checks import run_checks
 
     return run_checks(REPO / "archstat.toml")
 

@@ -4,7 +4,7 @@ real-world corpus in ``tests/realworld/``).
 
 Each expected figure comes from somewhere archstat is not: arithmetic written out here,
 the model's own ``sum(p.numel() ...)``, a real CPU run watched by this file's own
-``AllocWatch`` or by ``archstat.measure``'s storage watch, or torch's ``FlopCounterMode``
+``AllocWatch`` or by ``archstat.realrun``'s storage watch, or torch's ``FlopCounterMode``
 on the same real run. Shapes are small so that the file runs in seconds.
 """
 
@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 import archstat
-from archstat.check import suggest_budgets
+from archstat.budget.checks import suggest_budgets
 from archstat.cli import main
 from archstat.units import parse_quantity
 
@@ -258,7 +258,7 @@ _FLOW_NET = """
 
 
 def test_every_command_agrees_on_params(spec_module) -> None:
-    from archstat.check import measure
+    from archstat.budget.checks import measure
     from archstat.compare import compare_models
     from archstat.snapshot import snapshot
 
@@ -285,7 +285,7 @@ def test_every_command_agrees_on_params(spec_module) -> None:
 
 def test_zoo_and_every_command_agree_on_googlenets_params() -> None:
     from archstat.api import zoo_table
-    from archstat.check import measure
+    from archstat.budget.checks import measure
     from archstat.compare import compare_models
     from archstat.snapshot import snapshot
     from archstat.zoo import get_model
@@ -360,9 +360,9 @@ def test_data_movement_is_not_unhandled(build, shape) -> None:
 # -- 3. one memory figure --------------------------------------------------------------
 
 def test_googlenet_has_one_peak_and_one_activation_figure() -> None:
-    from archstat.check import measure
+    from archstat.budget.checks import measure
     from archstat.compare import compare_models
-    from archstat.measure import measure_forward, zoo_model
+    from archstat.realrun import measure_forward, zoo_model
 
     analysis = archstat.analyze("googlenet")
     compared = compare_models(["googlenet"]).totals.iloc[0]
@@ -793,7 +793,7 @@ def test_vgg16_at_a_huge_batch_is_exact(capsys) -> None:
 
 
 def test_vgg16_activation_bytes_by_hand_match_a_real_run() -> None:
-    from archstat.measure import zoo_model
+    from archstat.realrun import zoo_model
 
     x = torch.zeros(1, 3, 224, 224)
     assert allocated_bytes(zoo_model("vgg16"), x) == _vgg16_activation_bytes_batch_1()
@@ -808,7 +808,7 @@ def test_misspelt_keyword_raises(function, model) -> None:
 
 
 def test_estimate_memory_uses_the_example_inputs() -> None:
-    from archstat.measure import measure_forward
+    from archstat.realrun import measure_forward
 
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
     for batch in (2, 5):

@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 import archstat
 from archstat import render
-from archstat.budget import make_limit
+from archstat.budget.file import make_limit
 from archstat.cli import app, main
 from archstat.errors import ArchstatError
-from archstat.measure import measure_forward, measure_training_step, torch_optimizer, zoo_model
 from archstat.memory import MAX_BATCH, estimate_memory, largest_batch, parse_budget
+from archstat.realrun import measure_forward, measure_training_step, torch_optimizer, zoo_model
 from archstat.units import format_quantity
 
 F32 = 4

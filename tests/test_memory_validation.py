@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archstat.measure import measure_forward, smallest_input, zoo_model
 from archstat.memory import estimate_memory
+from archstat.realrun import measure_forward, smallest_input, zoo_model
 from archstat.zoo import list_models
 
 TOLERANCE = 0.05

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import archstat
-from archstat import metakernels
+from archstat.trace import metakernels
 from archstat.zoo import list_models
 
 aten = torch.ops.aten

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import archstat
 from archstat.cli import main
 from archstat.errors import ArchstatError
-from archstat.measure import smallest_input, zoo_model
+from archstat.realrun import smallest_input, zoo_model
 from archstat.zoo import get_model, list_models
 
 TRAIN_COLUMNS = ("flops", "backward_flops", "recompute_flops")

@@ -36,8 +36,7 @@ from torch import nn
 from archstat import render
 from archstat._version import __version__
 from archstat.analysis import analyze
-from archstat.bench import layers as per_layer
-from archstat.bench import stats
+from archstat.bench import per_layer, stats
 from archstat.bench.devices import Peak, find_device, peak_for
 from archstat.bench.timing import CpuTimer, CudaTimer, Policy, Timer, measure, time_call, warm_up
 from archstat.errors import ArchstatError

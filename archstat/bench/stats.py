@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from archstat.tracer import LayerRecord, Trace
+from archstat.trace.tracer import LayerRecord, Trace
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

@@ -37,8 +37,8 @@ def check(
     Exit 0 when every limit holds, 1 when one is exceeded, 2 for a configuration error
     (including a model that cannot be built; the other entries are still checked).
     """
-    from archstat.budget import BudgetFileError
-    from archstat.check import CheckReport, run_checks
+    from archstat.budget.checks import CheckReport, run_checks
+    from archstat.budget.file import BudgetFileError
     from archstat.ci_render import CHECK_FORMATS, render_check
 
     with user_errors():
@@ -72,7 +72,7 @@ def budget(
     output: OutputOpt = None,
 ) -> None:
     """Print [[budget]] tables limiting MODELS to their current figures, rounded up."""
-    from archstat.check import suggest_budgets
+    from archstat.budget.checks import suggest_budgets
 
     with user_errors():
         emit(suggest_budgets(models, digits, input_shape=input or None, batch=batch,

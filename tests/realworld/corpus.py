@@ -23,7 +23,7 @@ from torch import nn
 
 import archstat
 from archstat.conventions import CONVENTIONS, EXTRA_MATMUL_FLOPS, get_convention
-from archstat.ops import op_kind
+from archstat.trace.ops import op_kind
 
 from . import oracles
 
@@ -191,7 +191,7 @@ def _counted_packets() -> frozenset[Any]:
 
 def unknown_ops(ops: Iterable[Any]) -> list[str]:
     """Names (overload packets) of the ops archstat neither counts under any convention
-    nor knows the kind of (``archstat.ops.op_kind`` is None): the ops that would be
+    nor knows the kind of (``archstat.trace.ops.op_kind`` is None): the ops that would be
     reported unhandled. Sorted."""
     counted = _counted_packets()
     return sorted({op.overloadpacket.__name__ for op in ops

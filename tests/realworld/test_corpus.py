@@ -112,7 +112,7 @@ def test_memory_estimates_against_real_cpu_runs(case) -> None:
     the ops it does not model."""
     import torch
 
-    from archstat.measure import measure_peaks
+    from archstat.realrun import measure_peaks
 
     torch.manual_seed(0)
     model = case.build().eval()

@@ -1,6 +1,6 @@
 """The data flow of a traced run as a graph: which op wrote each tensor, which ops read it.
 
-Built from the tensor serials of a :class:`~archstat.tracer.Trace`; nodes are op events
+Built from the tensor serials of a :class:`~archstat.trace.tracer.Trace`; nodes are op events
 (indices into ``trace.events``). Only activations count as edges: parameters and buffers
 are read by many ops but carry no data from one layer to the next. An in-place op (the
 ``relu_`` after a convolution) reads and writes the same serial, so "the op that wrote
@@ -14,8 +14,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from archstat.ops import OpEvent, op_kind
-from archstat.tracer import Trace
+from archstat.trace.ops import OpEvent, op_kind
+from archstat.trace.tracer import Trace
 
 #: Tensor roles (TensorMeta.role) that carry data between layers.
 ACTIVATION_ROLES = frozenset({"activation", "input"})

@@ -167,7 +167,7 @@ class OpEvent:
     #: ``forward``; in a training trace's backward pass ``backward``, or ``recompute``
     #: for a forward op that activation checkpointing runs again during the backward
     phase: str = "forward"
-    #: the composite it ran inside (archstat.cpupath.ORIGIN), or None
+    #: the composite it ran inside (archstat.trace.cpupath.ORIGIN), or None
     origin: str | None = None
     #: in the backward: whose gradient the op computes: ``input`` (activations'),
     #: ``weight`` (parameters'), ``mixed`` (both: a convolution_backward with both in its

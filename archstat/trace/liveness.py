@@ -1,6 +1,6 @@
 """How long each activation lives in a traced run, and how many bytes are live at each op.
 
-Everything here is a pure function of a :class:`~archstat.tracer.Trace`'s data flow; the
+Everything here is a pure function of a :class:`~archstat.trace.tracer.Trace`'s data flow; the
 unit is bytes of storage. The rules:
 
 * Memory belongs to storages, not tensors: a view, or the result of an in-place op,
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archstat.tracer import Trace
+from archstat.trace.tracer import Trace
 
 
 @dataclass(frozen=True)

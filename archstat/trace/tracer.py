@@ -8,7 +8,7 @@ that touches ``torch.utils._python_dispatch`` (a private torch API).
 The trace is a list of :class:`LayerRecord` (one per leaf-module call, plus one per
 stretch of a container's own functional code between its children, e.g. the residual
 ``x + identity`` or an inception module's ``torch.cat``) and a flat list of
-:class:`~archstat.ops.OpEvent` in execution order. FLOP conventions are applied later,
+:class:`~archstat.trace.ops.OpEvent` in execution order. FLOP conventions are applied later,
 to the events, so one trace serves every convention.
 
 :class:`StorageWatch` is the measuring counterpart: it watches a real run and counts
@@ -40,10 +40,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
-from archstat import cpupath
 from archstat.errors import ArchstatError
-from archstat.metakernels import run_meta, tensors_in
-from archstat.ops import OpEvent, op_kind, shapes_of
+from archstat.trace import cpupath
+from archstat.trace.metakernels import run_meta, tensors_in
+from archstat.trace.ops import OpEvent, op_kind, shapes_of
 
 # Ops that only ask about metadata; FlopCounterMode skips the same set.
 _METADATA_OPS = {
@@ -318,7 +318,7 @@ class _FastMeta(_NoDynamoMode):
 @contextmanager
 def fast_meta_build() -> Iterator[None]:
     """Build modules on the meta device, with initialisers (``zero_``, ``normal_``, ...)
-    answered by archstat.metakernels' shortcuts instead of torch's Python references."""
+    answered by archstat.trace.metakernels' shortcuts instead of torch's Python references."""
     with torch.device("meta"), _FastMeta():
         yield
 

@@ -1,12 +1,12 @@
-"""``archstat.bottleneck``: what each 1x1 bottleneck of a model saves, at three levels.
+"""``archstat.bottlenecks``: what each 1x1 bottleneck of a model saves, at three levels.
 
 * ``pair``: every 1x1 reduce -> kxk convolution pair against the kxk convolution
-  applied straight to the 1x1's input (:mod:`archstat.reductions`).
+  applied straight to the 1x1's input (:mod:`archstat.bottlenecks.detect`).
 * ``module``: every inception module against the naive module of Szegedy et al. 2014
   Figure 2(a), every residual bottleneck block against a basic block at its width, and
   the lecture's view of those blocks in units of H W C^2.
 * ``network``: the whole network, traced again with every inception module naive or
-  every bottleneck replaced by a basic block (:mod:`archstat.counterfactual`), against
+  every bottleneck replaced by a basic block (:mod:`archstat.bottlenecks.counterfactual`), against
   the real one, both counted by :func:`archstat.analyze` on the meta device.
 
 Units: ``macs`` are multiply-accumulates under the ``macs`` convention (one fused
@@ -29,10 +29,10 @@ from torch import nn
 
 from archstat import render
 from archstat.analysis import Analysis, analyze
-from archstat.counterfactual import COUNTERFACTUALS
-from archstat.dataflow import DataFlow
+from archstat.bottlenecks.counterfactual import COUNTERFACTUALS
+from archstat.bottlenecks.detect import convolutions, links, module_rows, pair_row
 from archstat.errors import ArchstatError, did_you_mean
-from archstat.reductions import convolutions, links, module_rows, pair_row
+from archstat.trace.dataflow import DataFlow
 
 LEVELS = ("pair", "module", "network", "all")
 
@@ -152,7 +152,7 @@ def bottleneck(
     ``model``, ``input_shape``, ``batch`` and ``config`` are as for :func:`analyze`;
     ``level`` is ``pair``, ``module``, ``network`` or ``all``. The network level needs
     a counterfactual builder, which exists for the zoo's googlenet, googlenet_tv and
-    bottleneck ResNets (:data:`archstat.counterfactual.COUNTERFACTUALS`). A model with
+    bottleneck ResNets (:data:`archstat.bottlenecks.counterfactual.COUNTERFACTUALS`). A model with
     no 1x1 bottleneck gets empty tables and one note saying so.
     """
     levels = _levels(level)

@@ -21,7 +21,7 @@ picks a kernel by device, so a plain meta run and a CPU run would differ:
 * Batch norm at inference: the CPU kernel returns empty saved statistics, the meta
   kernel per-channel ones (:func:`cpu_outputs`).
 
-Everything here is installed only while :func:`archstat.tracer.trace` runs on meta
+Everything here is installed only while :func:`archstat.trace.tracer.trace` runs on meta
 (:func:`as_cpu`), and swaps module attributes of torch: tracing is not thread-safe.
 The ports follow torch's C++ (``RNN.cpp``, ``attention.cpp``); tests on two torch
 versions guard them.

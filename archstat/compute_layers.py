@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from archstat.conventions import get_convention
-from archstat.ops import OpEvent, op_kind
-from archstat.tracer import Trace
+from archstat.trace.ops import OpEvent, op_kind
+from archstat.trace.tracer import Trace
 
 aten = torch.ops.aten
 

@@ -27,7 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from archstat.budget import (
+from archstat.budget.file import (
     LIMIT_KEYS,
     BudgetEntry,
     BudgetFileError,

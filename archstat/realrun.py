@@ -4,7 +4,7 @@ This is the check behind the estimates, not a way to get them: it allocates the 
 and runs it. Two levels, in bytes, each the counterpart of one estimate:
 
 * tensor level (:func:`measure_forward`, :func:`measure_peaks`): the storages that ops
-  return (through :class:`~archstat.tracer.StorageWatch`), from the moment an op makes
+  return (through :class:`~archstat.trace.tracer.StorageWatch`), from the moment an op makes
   them until torch frees them; memory a kernel allocates and frees internally (a
   convolution's workspace) and an allocator's caching are not counted, on either side.
   Against ``peak_activation_bytes``.
@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from archstat import cpupath
 from archstat.errors import ArchstatError
-from archstat.metakernels import tensors_in
-from archstat.tracer import StorageWatch
+from archstat.trace import cpupath
+from archstat.trace.metakernels import tensors_in
+from archstat.trace.tracer import StorageWatch
 from archstat.zoo import get_model_info
 
 #: Square input sizes tried, smallest first, by :func:`smallest_input`.

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from archstat import cpupath
+from archstat.trace import cpupath
 
 aten = torch.ops.aten
 
@@ -284,7 +284,7 @@ SHORTCUTS: dict[Any, Callable[..., Any]] = {
 }
 
 
-#: Meta kernels for ops of the CPU paths archstat.cpupath takes, where torch's meta
+#: Meta kernels for ops of the CPU paths archstat.trace.cpupath takes, where torch's meta
 #: kernel is missing (``_transform_bias_rescale_qkv``) or differs from the CPU's (the
 #: oneDNN LSTM's training workspace).
 CPU_KERNELS: dict[Any, Callable[..., Any]] = {

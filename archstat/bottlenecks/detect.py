@@ -35,9 +35,9 @@ from typing import Any
 import torch
 
 from archstat.conventions import CONVENTIONS
-from archstat.dataflow import ACTIVATION_ROLES, DataFlow, Fork
-from archstat.ops import OpEvent, op_kind
 from archstat.render import shape_str
+from archstat.trace.dataflow import ACTIVATION_ROLES, DataFlow, Fork
+from archstat.trace.ops import OpEvent, op_kind
 
 aten = torch.ops.aten
 _MACS = CONVENTIONS["macs"]
