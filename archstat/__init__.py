@@ -4,38 +4,98 @@
     >>> result = archstat.analyze("vgg16")            # traced on the meta device
     >>> result.totals["flops"]                          # multiply-accumulates (macs)
     15470264320
+    >>> from archstat.render import render
+    >>> print(render(result, "csv"))                    # or table, json, markdown
 
-The heavy modules (torch, pandas) load on first use of an attribute below, so that
-``import archstat`` and ``archstat --help`` stay fast.
+Every name below is the public API, what the command line calls too. The heavy modules
+(torch, pandas) load on first use of a name, so that ``import archstat`` and
+``archstat --help`` stay fast; the names are listed for ``dir()`` and, through the
+``TYPE_CHECKING`` imports, for type checkers.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archstat._version import __version__
 from archstat.errors import ArchstatError
 
-_LAZY = {
-    "analyze": "archstat.analysis",
-    "assert_within_budget": "archstat.budget.checks",
-    "Analysis": "archstat.analysis",
-    "bottleneck": "archstat.bottlenecks",
-    "BottleneckReport": "archstat.bottlenecks",
-    "CONVENTIONS": "archstat.conventions",
-    "crosscheck": "archstat.peers",
-    "Convention": "archstat.conventions",
-    "estimate_memory": "archstat.memory",
-    "MemoryReport": "archstat.memory",
-    "get_model": "archstat.zoo",
-    "list_models": "archstat.zoo",
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
+    from archstat.analysis import Analysis, analyze
+    from archstat.bench import BenchReport, benchmark
+    from archstat.bottlenecks import BottleneckReport, bottleneck
+    from archstat.budget.checks import (
+        CheckReport,
+        assert_within_budget,
+        suggest_budgets,
+    )
+    from archstat.budget.checks import run_checks as check
+    from archstat.compare import Comparison, compare_models
+    from archstat.conventions import CONVENTIONS, Convention
+    from archstat.inputs import InputSpec
+    from archstat.lecture import LectureTable, lecture_table
+    from archstat.memory import MemoryReport, estimate_memory
+    from archstat.paper import PaperTable, paper_table
+    from archstat.peers import CrossCheck, crosscheck
+    from archstat.snapshots import DiffReport, diff, snapshot
+    from archstat.zoo import ZooListing, get_model, get_model_info, list_models, zoo_listing
+
+#: public name -> (module, attribute there)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "analyze": ("archstat.analysis", "analyze"),
+    "Analysis": ("archstat.analysis", "Analysis"),
+    "compare_models": ("archstat.compare", "compare_models"),
+    "Comparison": ("archstat.compare", "Comparison"),
+    "lecture_table": ("archstat.lecture", "lecture_table"),
+    "LectureTable": ("archstat.lecture", "LectureTable"),
+    "paper_table": ("archstat.paper", "paper_table"),
+    "PaperTable": ("archstat.paper", "PaperTable"),
+    "bottleneck": ("archstat.bottlenecks", "bottleneck"),
+    "BottleneckReport": ("archstat.bottlenecks", "BottleneckReport"),
+    "estimate_memory": ("archstat.memory", "estimate_memory"),
+    "MemoryReport": ("archstat.memory", "MemoryReport"),
+    "benchmark": ("archstat.bench", "benchmark"),
+    "BenchReport": ("archstat.bench", "BenchReport"),
+    "check": ("archstat.budget.checks", "run_checks"),
+    "CheckReport": ("archstat.budget.checks", "CheckReport"),
+    "assert_within_budget": ("archstat.budget.checks", "assert_within_budget"),
+    "suggest_budgets": ("archstat.budget.checks", "suggest_budgets"),
+    "snapshot": ("archstat.snapshots", "snapshot"),
+    "diff": ("archstat.snapshots", "diff"),
+    "DiffReport": ("archstat.snapshots", "DiffReport"),
+    "crosscheck": ("archstat.peers", "crosscheck"),
+    "CrossCheck": ("archstat.peers", "CrossCheck"),
+    "CONVENTIONS": ("archstat.conventions", "CONVENTIONS"),
+    "Convention": ("archstat.conventions", "Convention"),
+    "InputSpec": ("archstat.inputs", "InputSpec"),
+    "list_models": ("archstat.zoo", "list_models"),
+    "get_model": ("archstat.zoo", "get_model"),
+    "get_model_info": ("archstat.zoo", "get_model_info"),
+    "zoo_listing": ("archstat.zoo", "zoo_listing"),
+    "ZooListing": ("archstat.zoo", "ZooListing"),
 }
 
-__all__ = ["ArchstatError", "__version__", *_LAZY]
+__all__ = [
+    "ArchstatError", "__version__",
+    "analyze", "Analysis", "compare_models", "Comparison", "lecture_table", "LectureTable",
+    "paper_table", "PaperTable", "bottleneck", "BottleneckReport", "estimate_memory",
+    "MemoryReport", "benchmark", "BenchReport", "check", "CheckReport",
+    "assert_within_budget", "suggest_budgets", "snapshot", "diff", "DiffReport",
+    "crosscheck", "CrossCheck", "CONVENTIONS", "Convention", "InputSpec", "list_models",
+    "get_model", "get_model_info", "zoo_listing", "ZooListing",
+]
+assert set(__all__[2:]) == set(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # a submodule import can no longer shadow it
+        return value
     raise AttributeError(f"module 'archstat' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from torch import nn
 
-from archstat import render
 from archstat.conventions import Convention, get_convention
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import (
@@ -44,8 +42,11 @@ from archstat.inputs import (
 from archstat.spec import ResolvedModel, resolve_model
 from archstat.trace import liveness
 from archstat.trace.metakernels import tensors_in
-from archstat.trace.ops import KINDS, OpEvent, op_kind
+from archstat.trace.ops import KINDS, op_kind
 from archstat.trace.tracer import DataDependentError, Trace, trace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FLOP_COLUMNS = ["flops"] + [f"flops_{kind}" for kind in KINDS]
 LAYER_COLUMNS = [
@@ -63,22 +64,26 @@ _LAST = ["output_shape", "live_bytes_after"]  # a merged row keeps its last reco
 
 @dataclass
 class Analysis:
-    """The result of :func:`analyze`.
+    """The result of :func:`analyze`: data only (rendering it is :mod:`archstat.render`'s).
 
-    ``layers`` has one row per layer record (see LAYER_COLUMNS), in execution order;
+    ``rows`` has one dict per layer record (``columns``: LAYER_COLUMNS, with
+    TRAIN_COLUMNS in a training analysis), in execution order, or per module at ``depth``
+    (:meth:`at_depth`); exact Python ints. ``layers`` is the same as a pandas DataFrame.
     ``totals`` sums them (``layers`` is the row count) and adds ``params_unused`` and
-    ``peak_activation_bytes``; ``unhandled`` lists ops that did work the convention has
-    no formula for (op, calls, modules); ``unused_params`` maps a module path to the
-    elements of its own parameters that the forward never read.
+    ``peak_activation_bytes``. ``unhandled_ops`` lists the ops that did work the
+    convention has no formula for (op, calls, modules); ``unused_params`` maps a module
+    path to the elements of its own parameters that the forward never read.
+    ``convention`` is the Convention object the counts are in (a custom one too).
     """
 
     model: str
     input_shape: list[tuple[int, ...]]
     batch: int
-    convention: str
+    convention: Convention
     dtype: str
-    layers: pd.DataFrame
-    unhandled: pd.DataFrame
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    unhandled_ops: list[dict[str, Any]] = field(default_factory=list)
     module_types: dict[str, str] = field(default_factory=dict, repr=False)
     trace: Trace | None = field(default=None, repr=False)
     unused_params: dict[str, int] = field(default_factory=dict)
@@ -88,6 +93,27 @@ class Analysis:
     #: the optimizer whose step a training analysis counts (None: no step)
     optimizer: str | None = None
     optimizer_flops: int = 0
+    #: the module-path depth the rows are aggregated to (None: one row per record)
+    depth: int | None = None
+
+    @property
+    def layers(self) -> pd.DataFrame:
+        """``rows`` as a pandas DataFrame (object columns: exact integers)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=self.columns, dtype=object)
+
+    @property
+    def unhandled(self) -> pd.DataFrame:
+        """``unhandled_ops`` as a pandas DataFrame (op, calls, modules)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.unhandled_ops, columns=["op", "calls", "modules"])
+
+    @property
+    def train(self) -> bool:
+        """Whether this is a training analysis (its rows carry the backward)."""
+        return "backward_flops" in self.columns
 
     @property
     def executed(self) -> bool:
@@ -106,13 +132,13 @@ class Analysis:
         ``optimizer_flops`` (0 without an optimizer) and ``train_step_flops``, their sum
         with the forward's ``flops``."""
         def total(col: str) -> int:
-            return sum(int(v) for v in self.layers[col])
+            return sum(row[col] for row in self.rows)
 
         totals = {"params": total("params"), "params_unused": sum(self.unused_params.values()),
                   "flops": total("flops"), "activation_bytes": total("activation_bytes"),
                   "peak_activation_bytes": self.peak_activation_bytes,
-                  "layers": len(self.layers)}
-        if "backward_flops" in self.layers:
+                  "layers": len(self.rows)}
+        if self.train:
             totals.update({col: total(col) for col in TRAIN_COLUMNS})
             totals["optimizer_flops"] = self.optimizer_flops
             totals["train_step_flops"] = (totals["flops"] + totals["backward_flops"]
@@ -121,56 +147,60 @@ class Analysis:
 
     def at_depth(self, depth: int) -> Analysis:
         """The same analysis with records aggregated to module-path depth ``depth``."""
-        return replace(self, layers=aggregate(self.layers, depth, self.module_types))
+        return replace(self, rows=aggregate(self.rows, depth, self.module_types), depth=depth)
 
-    def header(self) -> dict[str, Any]:
-        """What was analysed: model, input_shape, batch, convention, dtype (JSON-ready)."""
+    def settings(self) -> dict[str, Any]:
+        """What was analysed, as plain data: model, input_shape (a shape, or a list of
+        them for several inputs), batch, convention (its name), dtype, inputs (name,
+        shape, dtype each) and execution (``meta``, or ``cpu`` for a real run)."""
+        shapes = [list(s) for s in self.input_shape]
         return {
             "model": self.model,
-            "input_shape": render.input_shapes(self.input_shape),
+            "input_shape": shapes[0] if len(shapes) == 1 else shapes,
             "batch": self.batch,
-            "convention": self.convention,
+            "convention": self.convention.name,
             "dtype": self.dtype,
             "inputs": [s.to_dict(self.dtype) for s in self.input_specs],
             "execution": "cpu" if self.executed else "meta",
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: model, input_shape, batch, convention, totals, layers, unhandled."""
+
+    def data(self) -> dict[str, Any]:
+        """The analysis as plain data (what JSON carries and a snapshot records):
+        settings, totals, layers (every column, exact), the unhandled ops, the parameters
+        never read, and the data-dependent ops of a real run."""
         return {
-            **self.header(),
+            **self.settings(),
             "totals": self.totals,
-            "layers": render.records(self.layers),
-            "unhandled": render.records(self.unhandled),
+            "layers": [{k: _plain(row[k]) for k in self.columns} for row in self.rows],
+            "unhandled": list(self.unhandled_ops),
             "unused_params": [{"module": m or "(root)", "params": n}
                               for m, n in self.unused_params.items()],
             "data_dependent": [{"op": op, "module": where}
                                for op, where in dict.fromkeys(self.data_dependent)],
         }
 
-    def to_csv(self) -> str:
-        """The layers table as CSV (exact integers, shapes as 1x3x224x224)."""
-        return render.to_csv(self.layers)
 
-    def to_json(self) -> str:
-        return render.to_json(self.to_dict())
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
-def aggregate(layers: pd.DataFrame, depth: int, module_types: dict[str, str]) -> pd.DataFrame:
-    """Merge consecutive records whose module paths agree to ``depth`` components.
+def aggregate(rows: list[dict[str, Any]], depth: int, module_types: dict[str, str]
+              ) -> list[dict[str, Any]]:
+    """Merge consecutive rows whose module paths agree to ``depth`` components.
 
     A merged row is named by the shared path prefix, typed by the module class at that
     path (``module_types``), takes the input shape of its first record and the output
     shape and live bytes of its last, and sums params, activation bytes and FLOPs.
     ``depth`` 0 merges everything into one row.
     """
-    if depth < 0:
-        raise ArchstatError(f"depth must be 0 or more, not {depth}")
-    rows: list[dict[str, Any]] = []
-    for row in layers.to_dict("records"):
+    if not isinstance(depth, int) or depth < 0:
+        raise ArchstatError(f"depth must be 0 or more, not {depth!r}")
+    merged_rows: list[dict[str, Any]] = []
+    for row in rows:
         key = ".".join(row["name"].split(".")[:depth]) if row["name"] else ""
-        if rows and rows[-1]["name"] == key:
-            merged = rows[-1]
+        if merged_rows and merged_rows[-1]["name"] == key:
+            merged = merged_rows[-1]
             for col in _SUMMED:
                 if col in merged:
                     merged[col] += row[col]
@@ -179,8 +209,8 @@ def aggregate(layers: pd.DataFrame, depth: int, module_types: dict[str, str]) ->
             merged["ops"] = "+".join(dict.fromkeys(filter(None, [*merged["ops"].split("+"),
                                                                   *row["ops"].split("+")])))
         else:
-            rows.append(dict(row, name=key, type=module_types.get(key, row["type"])))
-    return pd.DataFrame(rows, columns=layers.columns)
+            merged_rows.append(dict(row, name=key, type=module_types.get(key, row["type"])))
+    return merged_rows
 
 
 def float_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -188,69 +218,71 @@ def float_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return getattr(torch, dtype_name(dtype, FLOAT_DTYPES, "the model's dtype"))
 
 
-def layer_table(t: Trace, convention: Convention, live: liveness.LiveProfile | None = None,
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Apply ``convention`` to a trace: the layers table and the unhandled-ops table."""
-    rows = []
-    unhandled: dict[str, dict[str, Any]] = {}
-
-    def missing(event: OpEvent, name: str) -> None:
-        entry = unhandled.setdefault(event.packet.__name__, {"calls": 0, "modules": []})
-        entry["calls"] += 1
-        if name not in entry["modules"]:
-            entry["modules"].append(name)
-
-    live_after = liveness.live_bytes_after_records(t, live or liveness.profile(t))
-    for record, live in zip(t.records, live_after, strict=True):
+def record_counts(t: Trace, convention: Convention) -> list[dict[str, Any]]:
+    """Per trace record, its counts under ``convention``: FLOP_COLUMNS (and TRAIN_COLUMNS
+    for a training trace), ``unhandled_ops`` and the ``unhandled`` events themselves. The
+    one place a trace is costed: the layers table and every view built on records
+    (lecture rows, paper tables) take their counts from here."""
+    counts = []
+    for record in t.records:
         flops = dict.fromkeys(FLOP_COLUMNS, 0)
-        misses = 0
-        names = []
-        for index in record.events:
-            event = t.events[index]
-            names.append(event.packet.__name__)
+        unhandled = []
+        for event in (t.events[i] for i in record.events):
             cost = convention.cost(event)
             if cost is None:
-                misses += 1
-                missing(event, record.name)
-                continue
-            if cost:
+                unhandled.append(event)
+            elif cost:
                 flops["flops"] += cost
                 # A counted op of kind "none" (fvcore counts nearest upsampling) or of
                 # unknown kind is reported under elementwise.
                 kind = op_kind(event.op)
                 flops[f"flops_{kind if kind in KINDS else 'elementwise'}"] += cost
         if t.train:
-            training = dict.fromkeys(TRAIN_COLUMNS, 0)
+            flops.update(dict.fromkeys(TRAIN_COLUMNS, 0))
             for event in (t.backward[i] for i in record.backward_events):
                 parts = convention.split(event)
                 if parts is None:
-                    misses += 1
-                    missing(event, record.name)
+                    unhandled.append(event)
                 elif event.phase == "recompute":
-                    training["recompute_flops"] += sum(parts)
+                    flops["recompute_flops"] += sum(parts)
                 else:
-                    training["backward_flops"] += sum(parts)
-                    training["backward_input_flops"] += parts[0]
-                    training["backward_weight_flops"] += parts[1]
-            flops.update(training)
+                    flops["backward_flops"] += sum(parts)
+                    flops["backward_input_flops"] += parts[0]
+                    flops["backward_weight_flops"] += parts[1]
+        counts.append({**flops, "unhandled_ops": len(unhandled), "unhandled": unhandled})
+    return counts
+
+
+def layer_table(t: Trace, convention: Convention, live: liveness.LiveProfile | None = None,
+                ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Apply ``convention`` to a trace: the layer columns, one row per record, and the
+    unhandled ops (op, calls, modules)."""
+    rows = []
+    unhandled: dict[str, dict[str, Any]] = {}
+    live_after = liveness.live_bytes_after_records(t, live or liveness.profile(t))
+    for record, counts, after in zip(t.records, record_counts(t, convention), live_after,
+                                     strict=True):
+        for event in counts.pop("unhandled"):
+            entry = unhandled.setdefault(event.packet.__name__, {"calls": 0, "modules": []})
+            entry["calls"] += 1
+            if record.name not in entry["modules"]:
+                entry["modules"].append(record.name)
+        ops = "+".join(dict.fromkeys(t.events[i].packet.__name__ for i in record.events))
         rows.append({
             "name": record.name, "type": record.type,
             "input_shape": record.input_shape, "output_shape": record.output_shape,
             "params": record.params, "activation_bytes": record.activation_bytes,
-            **flops, "unhandled_ops": misses, "ops": "+".join(dict.fromkeys(names)),
-            "live_bytes_after": live,
+            **counts, "ops": ops, "live_bytes_after": after,
         })
     columns = LAYER_COLUMNS
     if t.train:
         at = LAYER_COLUMNS.index("unhandled_ops")
         columns = [*LAYER_COLUMNS[:at], *TRAIN_COLUMNS, *LAYER_COLUMNS[at:]]
-    # object columns keep Python ints: exact at any size (int64 would wrap)
-    layers = pd.DataFrame(rows, columns=columns, dtype=object)
-    missing_rows = [
-        {"op": op, "calls": v["calls"], "modules": ",".join(m or "(root)" for m in v["modules"])}
-        for op, v in unhandled.items()
-    ]
-    return layers, pd.DataFrame(missing_rows, columns=["op", "calls", "modules"])
+    rows = [{col: row[col] for col in columns} for row in rows]
+    missing = [{"op": op, "calls": v["calls"],
+                "modules": ",".join(m or "(root)" for m in v["modules"])}
+               for op, v in unhandled.items()]
+    return columns, rows, missing
 
 
 def analyze(
@@ -307,16 +339,17 @@ def analyze(
     resolved, model_inputs, t = traced(model, input_shape, batch, dtype, inputs, train,
                                        execute, config, freeze)
     live = liveness.profile(t)
-    layers, unhandled = layer_table(t, conv, live)
+    columns, rows, unhandled = layer_table(t, conv, live)
     fdtype = str(float_dtype(dtype)).removeprefix("torch.")
     result = Analysis(
         model=resolved.label,
         input_shape=[s.shape for s in model_inputs.specs],
         batch=model_inputs.batch,
-        convention=conv.name,
+        convention=conv,
         dtype=fdtype,
-        layers=layers,
-        unhandled=unhandled,
+        rows=rows,
+        columns=columns,
+        unhandled_ops=unhandled,
         module_types={name: type(m).__name__ for name, m in resolved.module.named_modules()},
         trace=t,
         unused_params=dict(t.unused_params),

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from archstat import render
 from archstat.compute_layers import WEIGHT_KINDS, ComputeLayer, compute_layers, weight_depth
-from archstat.conventions import get_convention
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.lecture import layer_names
 from archstat.trace import liveness
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 METRICS = ("params", "flops", "activation_bytes", "peak_activation_bytes", "output_bytes",
            "layers", "depth")
@@ -47,17 +49,54 @@ TRAIN_METRICS = ("backward_flops", "train_step_flops")
 STEM_FRACTION = 8
 
 
+@dataclass(frozen=True)
+class Finding:
+    """Where a model spends more than the first one: ``kind`` ``params`` (in its fc
+    layers) or ``flops`` (in its stem, down to ``side``x``side``), with the figures of
+    ``model`` and of ``first`` (fc layer counts and their params, or the stem's count),
+    and the whole-network ``ratio``. :mod:`archstat.render.compare` words it."""
+
+    kind: str
+    model: str
+    first: str
+    ratio: float
+    figures: dict[str, Any]
+
+
 @dataclass
 class Comparison:
-    """``totals``: one row per model (METRICS and their ratios to the first model);
-    ``stages``: one row per output resolution, ``<model>_<metric>`` columns;
-    ``findings``: sentences on where the budgets differ; ``meta["cut"]`` says which part
-    of each network was compared ("" for all of it)."""
+    """``total_rows``: one per model (METRICS, and TRAIN_METRICS for a training
+    comparison, each with its ratio to the first model, ``<metric>_ratio``);
+    ``stage_rows``: one per output resolution, ``<model>_<metric>`` keys; ``findings``:
+    where the budgets differ (data); ``settings``: models, input shapes, batch,
+    convention (the object), dtype; ``cut``: which part of each network was compared
+    ("" for all of it). ``totals`` and ``stages`` are the same as DataFrames."""
 
-    totals: pd.DataFrame
-    stages: pd.DataFrame
-    meta: dict[str, Any]
-    findings: list[str] = field(default_factory=list)
+    total_rows: list[dict[str, Any]]
+    stage_rows: list[dict[str, Any]]
+    settings: dict[str, Any]
+    cut: str = ""
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def totals(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.total_rows, dtype=object)
+
+    @property
+    def stages(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.stage_rows, dtype=object)
+
+    @property
+    def models(self) -> list[str]:
+        return [row["model"] for row in self.total_rows]
+
+    @property
+    def convention(self) -> Any:
+        return self.settings["convention"]
 
 
 def _spatial(layer: ComputeLayer) -> bool:
@@ -125,17 +164,17 @@ def _ratio(value: int, first: int) -> float | None:
     return value / first if first else None
 
 
-def _with_ratios(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first = rows[0]
     metrics = [*METRICS, *(m for m in TRAIN_METRICS if m in first)]
     for row in rows:
         for metric in metrics:
             row[f"{metric}_ratio"] = _ratio(row[metric], first[metric])
     columns = ["model"] + [c for m in metrics for c in (m, f"{m}_ratio")]
-    return pd.DataFrame(rows, columns=columns, dtype=object)
+    return [{c: row[c] for c in columns} for row in rows]
 
 
-def _stages(models: list[tuple[Any, list[ComputeLayer]]]) -> pd.DataFrame:
+def _stages(models: list[tuple[Any, list[ComputeLayer]]]) -> list[dict[str, Any]]:
     resolutions = sorted({layer.resolution for _, layers in models for layer in layers},
                          reverse=True)
     rows = []
@@ -148,19 +187,7 @@ def _stages(models: list[tuple[Any, list[ComputeLayer]]]) -> pd.DataFrame:
                          else sum(getattr(layer, metric) for layer in mine))
                 row[f"{analysis.model}_{metric}"] = value
         rows.append(row)
-    return pd.DataFrame(rows, dtype=object)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"
-
-
-def _hold(n: int) -> str:
-    return "holds" if n == 1 else "hold"
-
-
-def _unit(convention: str) -> str:
-    return get_convention(convention).unit + "s"
+    return rows
 
 
 def _stem_flops(analysis: Any, layers: list[ComputeLayer]) -> tuple[int, int | None]:
@@ -173,17 +200,12 @@ def _stem_flops(analysis: Any, layers: list[ComputeLayer]) -> tuple[int, int | N
         return side, None
 
 
-def _share(part: int, whole: int) -> str:
-    return f"{part / whole:.0%}" if whole else "-"
-
-
-def _findings(models: list[tuple[Any, list[ComputeLayer]]], totals: pd.DataFrame) -> list[str]:
+def _findings(models: list[tuple[Any, list[ComputeLayer]]], totals: list[dict[str, Any]]
+              ) -> list[Finding]:
     """Where the second and later models spend more than the first: in fc layers (params)
     and before the maps reach 1/STEM_FRACTION of the input's side (the stem)."""
-    unit = _unit(models[0][0].convention)
-    rows = totals.to_dict("records")
     budgets = []
-    for (analysis, layers), row in zip(models, rows, strict=True):
+    for (analysis, layers), row in zip(models, totals, strict=True):
         fc = [layer for layer in layers if layer.kind == "fc"]
         budgets.append({"name": analysis.model, "fcs": len(fc), "row": row,
                         "fc_params": sum(layer.params for layer in fc),
@@ -193,22 +215,16 @@ def _findings(models: list[tuple[Any, list[ComputeLayer]]], totals: pd.DataFrame
     findings = []
     for b in budgets[1:]:
         if b["row"]["params_ratio"] and b["row"]["params"]:
-            findings.append(
-                f"params: {b['name']} has {b['row']['params_ratio']:.1f}x the params of "
-                f"{a['name']}. Its {_count(b['fcs'], 'fc layer')} {_hold(b['fcs'])} "
-                f"{render.human(b['fc_params'])} ({_share(b['fc_params'], b['row']['params'])}"
-                f" of them); {a['name']}'s {_count(a['fcs'], 'fc layer')} {_hold(a['fcs'])} "
-                f"{render.human(a['fc_params'])} ({_share(a['fc_params'], a['row']['params'])}).")
+            findings.append(Finding("params", b["name"], a["name"], b["row"]["params_ratio"], {
+                "fc_layers": b["fcs"], "fc_params": b["fc_params"], "params": b["row"]["params"],
+                "first_fc_layers": a["fcs"], "first_fc_params": a["fc_params"],
+                "first_params": a["row"]["params"]}))
         if a["stem"] and b["stem"] is not None and a["side"] == b["side"] \
                 and b["row"]["flops_ratio"] is not None:
-            side = a["side"]
-            findings.append(
-                f"{unit}: {b['name']} needs {b['row']['flops_ratio']:.1f}x the {unit} of "
-                f"{a['name']}. Down to {side}x{side} (1/{STEM_FRACTION} of the input side) "
-                f"{b['name']} spends {render.human(b['stem'])} "
-                f"({_share(b['stem'], b['row']['flops'])} of its total) and {a['name']} "
-                f"{render.human(a['stem'])} ({_share(a['stem'], a['row']['flops'])}): "
-                f"{b['stem'] / a['stem']:.1f}x.")
+            findings.append(Finding("flops", b["name"], a["name"], b["row"]["flops_ratio"], {
+                "side": a["side"], "fraction": STEM_FRACTION, "stem": b["stem"],
+                "flops": b["row"]["flops"], "first_stem": a["stem"],
+                "first_flops": a["row"]["flops"]}))
     return findings
 
 
@@ -224,12 +240,13 @@ def compare(
         raise ArchstatError("compare needs at least one model")
     if len({a.model for a in analyses}) < len(analyses):
         raise ArchstatError("name each model once")
-    if len({a.convention for a in analyses}) > 1:
+    if len({a.convention.name for a in analyses}) > 1 or any(
+            a.convention != analyses[0].convention for a in analyses):
         raise ArchstatError("models compared must be analysed under the same convention")
     until = list(until or [])
     if until and len(until) not in (1, len(analyses)):
-        raise ArchstatError(f"give --until once, or once per model ({len(analyses)}), "
-                            f"not {len(until)} times")
+        raise ArchstatError(f"give `until` once, or once per model "
+                            f"({len(analyses)}), not {len(until)} times")
     models = []
     for index, analysis in enumerate(analyses):
         layers = compute_layers(analysis)
@@ -244,12 +261,12 @@ def compare(
         else "", f"until {', '.join(until)}" if until else ""]))
     first = analyses[0]
     return Comparison(
-        totals=totals,
-        stages=_stages(models),
-        meta={"models": [a.model for a in analyses],
-              "input_shape": {a.model: a.header()["input_shape"] for a in analyses},
-              "batch": first.batch, "convention": first.convention, "dtype": first.dtype,
-              "cut": cut},
+        total_rows=totals,
+        stage_rows=_stages(models),
+        settings={"models": [a.model for a in analyses],
+                  "input_shape": {a.model: a.settings()["input_shape"] for a in analyses},
+                  "batch": first.batch, "convention": first.convention, "dtype": first.dtype},
+        cut=cut,
         findings=[] if cut else _findings(models, totals),
     )
 
@@ -272,63 +289,3 @@ def compare_models(
     analyses = [analyze(m, input_shape=input_shape, batch=batch, convention=convention,
                         dtype=dtype, train=train) for m in models]
     return compare(analyses, until_resolution, until)
-
-
-# -- rendering ----------------------------------------------------------------------------
-
-def ratio_str(value: Any) -> str:
-    """``19.8x``, ``0.28x``; blank where there is no ratio or it is exactly 1 (the first
-    model, or a figure equal to the first model's)."""
-    if value is None or value == 1:
-        return ""
-    return f"{value:.2f}x" if value < 1 else f"{value:.1f}x"
-
-
-def _title(comparison: Comparison) -> str:
-    meta = comparison.meta
-    cut = f"  {meta['cut']}" if meta["cut"] else ""
-    return (f"{' vs '.join(meta['models'])}  batch {meta['batch']}  {meta['dtype']}  "
-            f"convention {meta['convention']}{cut}")
-
-
-def comparison_tables(comparison: Comparison, stages_first: bool = False) -> list[render.Table]:
-    """The totals and per-stage Tables of a comparison (the first is what CSV carries)."""
-    convention = comparison.meta["convention"]
-    totals = render.Table(
-        frame=comparison.totals,
-        title=_title(comparison),
-        meta=comparison.meta,
-        formats={
-            "params": render.human, "flops": render.human, "layers": str, "depth": str,
-            "activation_bytes": render.human_bytes, "peak_activation_bytes": render.human_bytes,
-            "output_bytes": render.human_bytes, "backward_flops": render.human,
-            "train_step_flops": render.human,
-            **{c: ratio_str for c in comparison.totals.columns if c.endswith("_ratio")},
-        },
-        headers={"flops": convention, "activation_bytes": "allocated",
-                 "peak_activation_bytes": "peak live", "output_bytes": "layer outputs",
-                 "layers": "conv/fc", "backward_flops": f"backward ({convention})",
-                 "train_step_flops": f"fwd+bwd ({convention})"},
-        notes=comparison.findings,
-        key="models",
-        csv_columns=CSV_COLUMNS + [c for m in TRAIN_METRICS if m in comparison.totals
-                                   for c in (m, f"{m}_ratio")],
-        paired={m: f"{m}_ratio" for m in (*METRICS, *TRAIN_METRICS)},
-    )
-    units = {"params": render.human, "flops": render.human,
-             "activation_bytes": render.human_bytes, "layers": str}
-    names = {"params": "params", "flops": convention, "activation_bytes": "allocated",
-             "layers": "conv/fc"}
-    formats, headers = {}, {}
-    for metric in STAGE_METRICS:
-        for model in comparison.meta["models"]:
-            formats[f"{model}_{metric}"] = units[metric]
-            headers[f"{model}_{metric}"] = f"{names[metric]}\n{model}"
-    stages = render.Table(
-        frame=comparison.stages,
-        title="per stage: layers grouped by output resolution (fc layers count at 1)",
-        formats=formats,
-        headers={"stage": "resolution", **headers},
-        key="stages",
-    )
-    return [stages, totals] if stages_first else [totals, stages]

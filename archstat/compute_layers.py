@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 
-from archstat.conventions import get_convention
 from archstat.trace.ops import OpEvent, op_kind
 from archstat.trace.tracer import Trace
 
 aten = torch.ops.aten
 
-KINDS = ("conv", "pool", "fc", "flatten", "other")
-WEIGHT_KINDS = ("conv", "fc")
+#: The kinds of layer a lecture row is (two modules named KINDS would say two things).
+LAYER_KINDS = ("conv", "pool", "fc", "rnn", "flatten", "other")
+#: Layers with weights, counted as a network's layers and its depth.
+WEIGHT_KINDS = ("conv", "fc", "rnn")
 
 # Module classes whose kind is known without looking at their ops. LocalResponseNorm is
 # not here on purpose: it runs an avg_pool3d internally, but it is a normalisation.
@@ -39,6 +40,7 @@ _TYPE_KINDS = {
         ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
          "ConvTranspose3d", "LazyConv1d", "LazyConv2d", "LazyConv3d"], "conv"),
     **dict.fromkeys(["Linear", "LazyLinear", "Bilinear"], "fc"),
+    **dict.fromkeys(["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"], "rnn"),
     **dict.fromkeys(
         ["MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
          "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
@@ -84,9 +86,12 @@ class ComputeLayer:
 
     @property
     def resolution(self) -> int:
-        """The larger spatial side of the output; 1 for a vector (fc, flatten output)."""
+        """The larger spatial side of the output; 1 for a vector (fc, flatten output) or a
+        sequence (an fc or recurrent layer's N x L x D output, whose last side is features,
+        not space)."""
         shape = self.output_shape or ()
-        return max(shape[2:]) if len(shape) > 2 else 1
+        spatial = len(shape) > 3 or (len(shape) == 3 and self.kind in ("conv", "pool"))
+        return max(shape[2:]) if spatial else 1
 
 
 @dataclass
@@ -154,12 +159,12 @@ def _identity_pool(shape_in: Any, shape_out: Any, events: list[OpEvent]) -> bool
     return any(e.packet in _ADAPTIVE for e in events) and shape_in == shape_out
 
 
-def _pieces(analysis: Any, index: int) -> list[_Piece]:
+def _pieces(trace: Trace, convention: Any, counts: dict[str, Any], index: int
+            ) -> list[_Piece]:
     """A record as one piece, or a container's own code split at each layer it runs."""
-    trace: Trace = analysis.trace
     record = trace.records[index]
-    params = int(analysis.layers["params"].iat[index])
-    flops = int(analysis.layers["flops"].iat[index])
+    params = record.params
+    flops = counts["flops"]
     starts = [i for i in record.events if _event_kind(trace.events[i])]
     if record.leaf or len(starts) < 2:
         out = record.outputs[0] if record.outputs else None
@@ -170,7 +175,6 @@ def _pieces(analysis: Any, index: int) -> list[_Piece]:
                        _shape(first.args) if first else record.input_shape, record.output_shape,
                        trace.tensors[out].nbytes if out is not None else 0, params, flops)]
     # Several layers in one stretch of functional code: cost each op on its own.
-    convention = get_convention(analysis.convention)
     pieces: list[_Piece] = []
     for i in record.events:
         event = trace.events[i]
@@ -260,13 +264,18 @@ def _group(name: str, merges: set[str]) -> str | None:
 
 
 def compute_layers(analysis: Any) -> list[ComputeLayer]:
-    """The analysis's records folded into compute layers (see the module docstring)."""
+    """The analysis's records folded into compute layers (see the module docstring),
+    costed from its trace under its own Convention object: the same at any depth the
+    analysis is aggregated to, and for a custom convention."""
+    from archstat.analysis import record_counts
+
     trace: Trace = analysis.trace
     merges = _merge_modules(trace)
     layers: list[ComputeLayer] = []
-    training = "backward_flops" in analysis.layers
+    counts = record_counts(trace, analysis.convention)
     for index, record in enumerate(trace.records):
-        for number, piece in enumerate(_pieces(analysis, index)):
+        for number, piece in enumerate(_pieces(trace, analysis.convention, counts[index],
+                                               index)):
             if piece.kind is None and layers:
                 layer = layers[-1]
             else:
@@ -281,9 +290,9 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
             layer.events += piece.events
             layer.params += piece.params
             layer.flops += piece.flops
-            if training and number == 0:  # a record's backward goes with its first piece
-                layer.backward_flops += (int(analysis.layers["backward_flops"].iat[index])
-                                         + int(analysis.layers["recompute_flops"].iat[index]))
+            if trace.train and number == 0:  # a record's backward goes with its first piece
+                layer.backward_flops += (counts[index]["backward_flops"]
+                                         + counts[index]["recompute_flops"])
             layer.activation_bytes += sum(trace.events[i].allocated for i in piece.events)
     return layers
 

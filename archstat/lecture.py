@@ -17,12 +17,9 @@ chain of layers, by module path otherwise.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
-from archstat import render
 from archstat.compute_layers import ComputeLayer, compute_layers, is_chain, numel, side, spatial_str
 
 COLUMNS = [
@@ -71,42 +68,47 @@ def lecture_row(name: str, layer: ComputeLayer, batch: int) -> dict[str, Any]:
     }
 
 
-def slide_number(value: Any) -> str:
-    """Round like the lecture's slides: whole numbers with thousands separators; a
-    non-zero value below 1 keeps one significant digit (a pool's 0.4 MFLOP)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    if 0 < abs(value) < 1:
-        return format(Decimal(f"{value:.1g}"), "f")  # 0.4, 0.00006: never 6e-05
-    return f"{int(value + 0.5):,}"  # half up, as the slides round
+@dataclass
+class LectureTable:
+    """The lecture's table of an analysis: ``rows`` (COLUMNS, plus ``backward_flop_m`` for a
+    training analysis; exact values), ``groups`` (per row, the branching module it sits
+    in; None for a plain chain, whose rows carry the lecture's names), and the analysis
+    it was made from (``analysis``: its settings and convention)."""
+
+    analysis: Any
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    groups: list[str | None] | None
+
+    @property
+    def frame(self) -> Any:
+        """``rows`` as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=self.columns, dtype=object)
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """memory_kb, params_k, flop_m (and backward_flop_m) summed over the rows."""
+        summed = ["memory_kb", "params_k", "flop_m",
+                  *(["backward_flop_m"] if "backward_flop_m" in self.columns else [])]
+        return {c: sum(row[c] for row in self.rows) for c in summed}
 
 
-def lecture_table(analysis: Any) -> render.Table:
-    """The lecture's table of ``analysis``: exact values (CSV keeps full precision), and
-    for the terminal, numbers rounded like the slides and branching modules grouped."""
+def lecture_table(analysis: Any) -> LectureTable:
+    """The lecture's table of ``analysis`` (any depth, any convention: it is built from
+    the trace, under the analysis's Convention object)."""
     layers = compute_layers(analysis)
     chain = is_chain(analysis.trace, layers)
     names = layer_names(analysis, layers)
-    training = "backward_flops" in analysis.layers
     rows = [lecture_row(n, layer, analysis.batch) for n, layer in zip(names, layers, strict=True)]
-    if training:  # the backward beside the forward (and checkpointing's recomputation)
+    columns = list(COLUMNS)
+    if analysis.trace.train:  # the backward beside the forward (and its recomputation)
+        columns.append("backward_flop_m")
         for row, layer in zip(rows, layers, strict=True):
             row["backward_flop_m"] = layer.backward_flops / analysis.batch / 1e6
-    columns = [*COLUMNS, *(["backward_flop_m"] if training else [])]
-    frame = pd.DataFrame(rows, columns=columns, dtype=object)  # keeps ints ints, blanks None
-    counted = ["memory_kb", "params_k", "flop_m", *(["backward_flop_m"] if training else [])]
-    totals = ["total", *[""] * 8, *(slide_number(frame[c].sum()) for c in counted)]
-    return render.Table(
-        frame=frame,
-        title=f"{render.analysis_title(analysis)}  (per image; lecture layout)",
-        meta={**analysis.header(), "style": "lecture"},
-        formats=dict.fromkeys(counted, slide_number),
-        headers={"memory_kb": "memory (KB)", "params_k": "params (k)",
-                 "flop_m": f"flop (M, {analysis.convention})",
-                 "backward_flop_m": f"backward (M, {analysis.convention})"},
-        footer=totals,
-        groups=None if chain else [layer.group for layer in layers],
-    )
+    return LectureTable(analysis, rows, columns,
+                        None if chain else [layer.group for layer in layers])
 
 
 def _path(layer: ComputeLayer) -> str:

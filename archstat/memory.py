@@ -55,13 +55,12 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from torch import nn
 
-from archstat import render, workspace
+from archstat import workspace
 from archstat.analysis import analyze, float_dtype
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import example_inputs, input_specs, make_inputs
@@ -71,6 +70,9 @@ from archstat.trace import liveness
 from archstat.trace.metakernels import tensors_in
 from archstat.trace.tracer import Trace
 from archstat.units import parse_int_list, parse_quantity
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.
 OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
@@ -191,7 +193,7 @@ class MemoryReport:
         return common + (["fits"] if self.budget_bytes is not None else [])
 
     @property
-    def batches(self) -> pd.DataFrame:
+    def batch_rows(self) -> list[dict[str, Any]]:
         """One row per batch size (``columns``); ``fits`` compares the peak to the budget."""
         rows = []
         for est in self.estimates:
@@ -199,46 +201,14 @@ class MemoryReport:
             if self.budget_bytes is not None:
                 row["fits"] = est.total_bytes <= self.budget_bytes
             rows.append(row)
-        return pd.DataFrame(rows, columns=self.columns)
+        return rows
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the first batch's figures at the top level (with what is live at its
-        peak), every batch under ``batches``, and the budget search under ``fit``."""
-        first = render.records(self.batches)[0]
-        first.pop("fits", None)
-        data: dict[str, Any] = {
-            "model": self.model,
-            "input_shape": [list(s) for s in self.input_shape]
-            if len(self.input_shape) != 1 else list(self.input_shape[0]),
-            "dtype": self.dtype,
-            "mode": "training" if self.train else "inference",
-            "execution": "cpu" if self.executed else "meta",
-            "optimizer": self.optimizer,
-            "params": self.params,
-            "params_unused": self.params_unused,
-            **first,
-            "live_at_peak": [
-                {"layer": g.layer, "tensors": g.tensors, "bytes": g.bytes,
-                 "largest_shape": list(g.shape), "dtype": g.dtype}
-                for g in self.estimates[0].live_at_peak
-            ],
-            "batches": render.records(self.batches),
-        }
-        if self.cpu is not None:
-            data["allocator_unmodelled"] = list(self.estimates[0].allocator_unmodelled)
-            data["cpu"] = {"threads": self.cpu.threads, "capability": self.cpu.capability,
-                           "onednn": self.cpu.mkldnn}
-        if self.budget_bytes is not None:
-            data["fit"] = {"budget_bytes": self.budget_bytes, "largest_batch": self.largest_batch,
-                           "search_capped": self.search_capped}
-        return data
+    @property
+    def batches(self) -> pd.DataFrame:
+        """``batch_rows`` as a pandas DataFrame."""
+        import pandas as pd
 
-    def to_json(self) -> str:
-        return render.to_json(self.to_dict())
-
-    def to_csv(self) -> str:
-        """The per-batch table as CSV."""
-        return render.to_csv(self.batches)
+        return pd.DataFrame(self.batch_rows, columns=self.columns)
 
 
 def parse_budget(fit: int | str) -> int:
@@ -400,7 +370,7 @@ def estimate_memory(
     each figure counts: see the module docstring.
     """
     torch_dtype = float_dtype(dtype)
-    sizes = parse_int_list(batch, "batch")
+    sizes = parse_int_list(batch, "`batch`")
     budget = parse_budget(fit) if fit is not None else None
     if optimizer is not None and not train:
         raise ArchstatError("an optimizer needs train=True (an inference estimate has none)")

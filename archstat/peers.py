@@ -43,7 +43,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from archstat import render
 from archstat.analysis import Analysis, analyze, float_dtype
 from archstat.conventions import CONVENTIONS, EXTRA_MATMUL_FLOPS, Convention
 from archstat.errors import ArchstatError, did_you_mean
@@ -51,6 +50,7 @@ from archstat.inputs import ModelInputs, make_inputs
 from archstat.spec import resolve_model
 from archstat.trace.cpupath import DESCEND
 from archstat.trace.ops import KINDS, op_kind
+from archstat.units import human_bytes
 
 #: The peers, and the archstat convention that reproduces each.
 PEER_CONVENTIONS: Mapping[str, str] = {"torch": "flops", "fvcore": "fvcore"}
@@ -201,17 +201,6 @@ class PeerCheck:
         """Whether every difference has a reason (none is ``unexplained``)."""
         return self.error is None and not any(r.kind == "unexplained" for r in self.reasons)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "peer": self.peer, "tool": self.tool, "convention": self.convention.name,
-            "unit": self.convention.unit, "error": self.error,
-            "totals": {"archstat_flops": self.archstat_total, "peer_flops": self.peer_total,
-                       "difference": self.difference, "unexplained": self.unexplained},
-            "modules": render.records(self.modules),
-            "merged": [{"module": m, "submodules": s} for m, s in self.merged.items()],
-            "reasons": [r.to_dict() for r in self.reasons],
-        }
-
 
 @dataclass
 class CrossCheck:
@@ -233,26 +222,6 @@ class CrossCheck:
             if check.peer == name:
                 return check
         raise KeyError(name)
-
-    def header(self) -> dict[str, Any]:
-        head = self.analysis.header()
-        return {"model": self.model, **{k: v for k, v in head.items()
-                                        if k not in ("model", "convention")},
-                "cpu_bytes": self.cpu_bytes}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.header(), "peers": [p.to_dict() for p in self.peers]}
-
-    def to_json(self) -> str:
-        return render.to_json(self.to_dict())
-
-    def to_csv(self) -> str:
-        """Every peer's module rows, with a leading ``peer`` column."""
-        frames = [p.modules.assign(peer=p.peer)[["peer", *MODULE_COLUMNS]]
-                  for p in self.peers if p.error is None]
-        table = (pd.concat(frames, ignore_index=True) if frames
-                 else pd.DataFrame(columns=["peer", *MODULE_COLUMNS]))
-        return render.to_csv(table)
 
 
 def crosscheck(
@@ -287,9 +256,9 @@ def crosscheck(
     available = physical_memory_bytes()
     if needed > CPU_MEMORY_FRACTION * available:
         raise ArchstatError(
-            f"{label} needs about {render.human_bytes(needed)} to run on the CPU (archstat's "
-            f"estimate: params + buffers + input + peak activations), more than "
-            f"{CPU_MEMORY_FRACTION:.0%} of this machine's {render.human_bytes(available)}; "
+            f"{label} needs about {human_bytes(needed)} to run on the CPU (archstat's "
+            "estimate: params + buffers + input + peak activations), more than "
+            f"{CPU_MEMORY_FRACTION:.0%} of this machine's {human_bytes(available)}; "
             "crosscheck runs the model for real: try a smaller batch or input")
     module = model if isinstance(model, nn.Module) else (
         resolve_model(model, device="cpu", **config).module.to(fdtype))

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from archstat.errors import ArchstatError
 
@@ -173,3 +174,24 @@ def format_percent(value: Fraction, places: int = 2) -> str:
     if text == "0" and value:
         return f"<{Fraction(1, 10 ** places).__float__():.{places}f}%"
     return f"{text}%"
+
+
+def human(value: Any, unit: str = "", base: int = 1000, digits: int = 3) -> str:
+    """A number as people read it: ``15470264320`` -> ``15.5G``; with ``base=1024`` and
+    unit ``B``, ``1.2MiB``. (Display only: budgets are exact, see :func:`format_quantity`.)"""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    prefixes = ["", "K", "M", "G", "T", "P", "E", "Z", "Y"]
+    scaled, index = float(value), 0
+    while abs(scaled) >= base and index < len(prefixes) - 1:
+        scaled /= base
+        index += 1
+    prefix = prefixes[index] + ("i" if base == 1024 and index else "")
+    exact = index == 0 and float(value).is_integer()
+    text = str(int(value)) if exact else f"{scaled:.{digits}g}"
+    return f"{text}{prefix}{unit}"
+
+
+def human_bytes(value: Any) -> str:
+    """Bytes with binary prefixes: ``1.2MiB``."""
+    return human(value, "B", base=1024)

@@ -19,8 +19,8 @@ from archstat.compare import compare_models
 from archstat.compute_layers import compute_layers
 from archstat.lecture import lecture_table
 from archstat.paper import paper_table
-from archstat.plot import plot_models
-from archstat.report import write_reports
+from archstat.render.plot import plot_models
+from archstat.render.reports import write_reports
 
 
 def per_model(models: list[str], repeat: int) -> None:

@@ -29,7 +29,7 @@ def main() -> None:
     import archstat
     from archstat import render
     from archstat.budget.checks import run_checks
-    from archstat.snapshot import align_layers, diff, snapshot
+    from archstat.snapshots import align_layers, diff, snapshot
     from archstat.zoo import list_models
 
     archstat.analyze("lenet5")  # warm-up: imports and first-trace costs
@@ -40,9 +40,9 @@ def main() -> None:
     print(f"snapshot of the zoo: {best_of(repeat, lambda: snapshot(models)):.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "zoo.json"
-        baseline.write_text(render.to_json(snapshot(models)))
+        baseline.write_text(to_json(snapshot(models)))
         print(f"diff of the zoo against it: {best_of(repeat, lambda: diff(baseline)):.2f} s")
-    layers = json.loads(archstat.analyze("resnet152").to_json())["layers"]
+    layers = render(json.loads(archstat.analyze("resnet152"), "json"))["layers"]
     grown = layers[:200] + [dict(layers[200], name="inserted")] + layers[200:]
     changes, unchanged = align_layers(layers, grown)
     assert len(changes) == 1 and unchanged == len(layers)

@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import archstat
 from archstat.realrun import zoo_model
-from archstat.render import human
+from archstat.render.text import human
 from archstat.zoo import get_model, get_model_info, list_models
 
 TOKENS = 128

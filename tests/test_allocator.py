@@ -21,6 +21,7 @@ from archstat.cli import app
 from archstat.errors import ArchstatError
 from archstat.memory import estimate_memory
 from archstat.realrun import allocator_peak, measure_peaks
+from archstat.render import render
 from archstat.workspace import RULES, CpuFacts, allocator_profile
 from benchmarks.memory_oracles import SDPAttention, tensor_peak
 
@@ -192,7 +193,7 @@ def test_measure_puts_a_real_runs_peaks_beside_the_estimates() -> None:
             assert any("convolution" in note for note in est.allocator_unmodelled)
     assert report.estimates[1].measured.allocator_peak_bytes > \
         report.estimates[0].measured.allocator_peak_bytes
-    assert "measured_allocator_peak_bytes" in report.to_csv().splitlines()[0]
+    assert "measured_allocator_peak_bytes" in render(report, "csv").splitlines()[0]
 
 
 def test_measure_sees_inside_the_transformer_fast_path() -> None:

@@ -136,7 +136,7 @@ def test_json_layout_and_side_by_side_table(tiny) -> None:
     for key in ("device_name", "torch_version", "cuda_version", "dtype", "threads", "date"):
         assert key in data["meta"]
     table = invoke("bench", "lenet5", tiny, "-i", "1x32x32", *FAST).stdout
-    assert "latency ratio" in table and "FLOPs ratio" in table and "1.00x" in table
+    assert "latency ratio" in table and "flops ratio" in table and "1.00x" in table
     assert "peak memory is measured on CUDA only" in table
 
 

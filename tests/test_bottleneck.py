@@ -24,6 +24,8 @@ from archstat.bottlenecks import MODULE_COLUMNS, NETWORK_COLUMNS, PAIR_COLUMNS
 from archstat.bottlenecks.counterfactual import COUNTERFACTUALS
 from archstat.cli import app, main
 from archstat.errors import ArchstatError
+from archstat.render import render
+from archstat.render.bottleneck import note_text
 from archstat.zoo.googlenet import PAPER_TABLE1
 
 
@@ -62,6 +64,10 @@ class Reduce5x5(nn.Module):
         return self.spread(self.between(self.squeeze(x)))
 
 
+def locations(pairs) -> list[str]:
+    return [f"{r} -> {s}" for r, s in zip(pairs["reduce"], pairs["spatial"], strict=True)]
+
+
 def _flop_counter_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     with FlopCounterMode(display=False) as counter:
         module(torch.randn(1, *input_shape))
@@ -72,10 +78,10 @@ def test_hand_computed_example() -> None:
     report = archstat.bottleneck(Reduce5x5(), input_shape=(192, 28, 28), level="pair")
     assert list(report.pairs.columns) == PAIR_COLUMNS
     [row] = report.pairs.to_dict("records")
-    assert row["location"] == "squeeze -> spread"
+    assert (row["reduce"], row["spatial"]) == ("squeeze", "spread")
     assert row["input_shape"] == (1, 192, 28, 28)
     assert (row["in_channels"], row["reduced_channels"], row["out_channels"]) == (192, 16, 32)
-    assert row["kernel"] == "5x5"
+    assert row["kernel"] == (5, 5)
     assert 28 * 28 * 16 * 192 == 2_408_448 and 28 * 28 * 32 * 16 * 25 == 10_035_200
     assert row["macs"] == 2_408_448 + 10_035_200 == 12_443_648
     assert row["direct_macs"] == 28 * 28 * 32 * 192 * 25 == 120_422_400
@@ -121,7 +127,8 @@ class NotAPair(nn.Module):
 def test_what_is_not_a_pair(case: str) -> None:
     report = archstat.bottleneck(NotAPair(case), input_shape=(16, 12, 12))
     assert report.pairs.empty and report.modules.empty and report.network.empty
-    assert len(report.notes) == 1 and "no 1x1 bottleneck" in report.notes[0]
+    assert report.notes == ["no_pairs"]
+    assert "no 1x1 bottleneck" in note_text(report, report.notes[0])
 
 
 class FunctionalInception(nn.Module):
@@ -147,7 +154,7 @@ class FunctionalInception(nn.Module):
 def test_a_users_inception_is_found_from_the_data_flow() -> None:
     report = archstat.bottleneck(FunctionalInception(), input_shape=(32, 10, 10))
     [pair] = report.pairs.to_dict("records")
-    assert pair["location"] == "(root) -> (root)"  # both convolutions run in the root
+    assert (pair["reduce"], pair["spatial"]) == ("", "")  # both run in the model's own code
     assert (pair["in_channels"], pair["reduced_channels"], pair["out_channels"]) == (32, 4, 8)
     [row] = report.modules.to_dict("records")
     hw = 10 * 10
@@ -188,9 +195,9 @@ class SkipNet(nn.Module):
 
 def test_a_skip_connection_is_not_an_inception_module() -> None:
     report = archstat.bottleneck(SkipNet(), input_shape=(3, 8, 8), level="all")
-    assert report.pairs["location"].tolist() == ["down.1 -> down.3"]
+    assert locations(report.pairs) == ["down.1 -> down.3"]
     assert report.modules.empty
-    assert "no inception module" in report.notes[0]
+    assert "no inception module" in note_text(report, report.notes[0])
 
 
 class MyResidual(nn.Module):
@@ -229,12 +236,12 @@ def test_a_users_residual_bottleneck_is_found() -> None:
         inner, c, 1)
     assert row["naive_params"] == 2 * conv_params(c, c, 3)
     lecture = report.lecture.iloc[0]
-    assert (lecture["width"], lecture["output_size"]) == (inner, "8x8")
+    assert (lecture["width"], lecture["output_size"]) == (inner, (8, 8))
     # 1x1 c->inner and inner->c are 4 H W inner^2 each at c = 4 inner; the 3x3 is 9
     assert lecture["macs_hwc2"] == 17.0 and lecture["basic_macs_hwc2"] == 18.0
     assert report.network.empty
-    assert report.notes == ["no whole-network counterfactual for MyNet; there is one for "
-                            + ", ".join(COUNTERFACTUALS)]
+    assert [note_text(report, n) for n in report.notes] == [
+        "no whole-network counterfactual for MyNet; there is one for " + ", ".join(COUNTERFACTUALS)]
 
 
 # -- GoogLeNet --------------------------------------------------------------------------
@@ -289,9 +296,10 @@ def test_googlenet_pairs(googlenet) -> None:
     # the stem's 1x1 (64 -> 64, Table 1's "#3x3 reduce") and two per inception module
     assert len(pairs) == 1 + 2 * len(TABLE1)
     stem = pairs.iloc[0]
-    assert stem["location"] == "conv2.0 -> conv3.0" and stem["reduced_channels"] == 64
+    assert (stem["reduce"], stem["spatial"]) == ("conv2.0", "conv3.0")
+    assert stem["reduced_channels"] == 64
     assert stem["macs_saving_ratio"] < 1  # no reduction: the 1x1 only adds cost
-    five = pairs[pairs["location"] == "inception3a.branch3.0 -> inception3a.branch3.2"]
+    five = pairs[pairs["spatial"] == "inception3a.branch3.2"]
     assert five[["macs", "direct_macs"]].values.tolist() == [[12_443_648, 120_422_400]]
 
 
@@ -400,7 +408,7 @@ def test_counterfactual_builders_are_real_networks_without_reductions(name: str)
     assert model(torch.empty(2, 3, 224, 224, device="meta")).shape == (2, 10)
     pairs = archstat.bottleneck(model, level="pair").pairs
     # only GoogLeNet's stem 1x1 (64 -> 64, no reduction) is left
-    assert pairs["location"].tolist() == (["conv2.0 -> conv3.0"] if name == "googlenet" else
+    assert locations(pairs) == (["conv2.0 -> conv3.0"] if name == "googlenet" else
                                           ["conv2.conv -> conv3.conv"] if "googlenet" in name
                                           else [])
 
@@ -427,7 +435,9 @@ def test_no_bottleneck_is_an_empty_result_with_one_line(name: str, capsys) -> No
 
 @pytest.mark.parametrize(
     ("level", "columns"),
-    [("pair", PAIR_COLUMNS), ("module", MODULE_COLUMNS), ("network", NETWORK_COLUMNS)],
+    # a pair's CSV names it as it is shown, "reduce -> spatial", in a location column
+    [("pair", ["location", *PAIR_COLUMNS[2:]]), ("module", MODULE_COLUMNS),
+     ("network", NETWORK_COLUMNS)],
 )
 def test_csv_columns_per_level(level: str, columns: list[str]) -> None:
     result = invoke("bottleneck", "resnet50", "--level", level, "--format", "csv")
@@ -453,10 +463,10 @@ def test_json_and_table_output(tmp_path) -> None:
 
 def test_csv_and_json_are_deterministic(googlenet) -> None:
     again = archstat.bottleneck("googlenet")
-    assert again.to_json() == googlenet.to_json()
+    assert render(again, "json") == render(googlenet, "json")
     for level in ("pair", "module", "network"):
-        assert again.to_csv(level) == googlenet.to_csv(level)
-    assert googlenet.to_csv("module").splitlines()[1].startswith(
+        assert render(again, "csv", level=level) == render(googlenet, "csv", level=level)
+    assert render(googlenet, "csv", level="module").splitlines()[1].startswith(
         "inception3a,inception,1x192x28x28,192,256,416,128049152,303464448,")
 
 

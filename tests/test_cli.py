@@ -168,7 +168,9 @@ def test_table_written_to_a_file_ignores_the_terminal(tmp_path) -> None:
 
 
 def test_signed_and_bounded_numbers_are_right_aligned() -> None:
-    from archstat.render import to_markdown
+    from archstat.render.table import Column, Table, to_markdown
 
-    text = to_markdown(["metric", "headroom %"], [["flops", "-<0.01%"], ["params", "0.17%"]])
-    assert text.splitlines()[1] == "| --- | ---: |"
+    table = Table("rows", "t", [Column("metric", "metric"), Column("pct", "headroom %")],
+                  [{"metric": "flops", "pct": "-<0.01%"}, {"metric": "params", "pct": "0.17%"}])
+    text = to_markdown(table)
+    assert text.splitlines()[3] == "| --- | ---: |"

@@ -82,7 +82,13 @@ def test_stages_partition_the_totals(headline) -> None:
 
 
 def test_findings_explain_the_gap(headline) -> None:
-    params, macs = headline.findings
+    from archstat.render.compare import finding_text
+
+    first, second = headline.findings
+    assert (first.kind, first.model, first.first) == ("params", "vgg16", "googlenet")
+    assert first.figures["fc_layers"] == 3 and first.figures["first_fc_layers"] == 1
+    assert second.kind == "flops" and second.figures["side"] == 28
+    params, macs = (finding_text(f, "MACs") for f in headline.findings)
     assert "19.8x the params" in params and "3 fc layers hold 124M (89% of them)" in params
     assert "1 fc layer holds 1.02M (15%)" in params
     assert "down to 28x28" in macs.lower() and "19.5x" in macs
@@ -102,7 +108,7 @@ def test_stem_comparison_until_28() -> None:
     assert (v.params, v.flops, v.output_bytes) == (params, macs, 4 * elements)
     assert v.activation_bytes == 4 * elements + 8 * pooled
     assert (g.layers, v.layers) == (3, 7)
-    assert result.findings == [] and result.meta["cut"] == "down to 28x28"
+    assert result.findings == [] and result.cut == "down to 28x28"
 
 
 def test_until_layer_cuts_each_model() -> None:
@@ -177,4 +183,4 @@ def test_one_model_is_a_usage_error_and_both_cuts_are_labelled(capsys) -> None:
     assert main(["compare", "lenet5"]) == 2
     assert "two or more models" in capsys.readouterr().err
     both = compare_models(["googlenet", "vgg16"], until_resolution=28, until=["conv3"])
-    assert both.meta["cut"] == "down to 28x28 and until conv3"
+    assert both.cut == "down to 28x28 and until conv3"

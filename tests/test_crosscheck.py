@@ -11,9 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import archstat
-from archstat import peers, render
+from archstat import peers
 from archstat.cli import main
 from archstat.conventions import CONVENTIONS
+from archstat.render import render
+from archstat.render.crosscheck import reason_text
 
 
 def _no_unexplained(result: peers.CrossCheck) -> None:
@@ -83,7 +85,7 @@ def test_sdpa_on_the_cpu_flash_kernel_is_two_bmms_flop_counter_mode_misses() -> 
     fvcore_check = result.peer("fvcore")
     assert fvcore_check.reasons == []
     assert fvcore_check.peer_total == fvcore_check.archstat_total == linears // 2
-    text = render.reason_text(reason, "torch")
+    text = reason_text(reason, "torch")
     assert "no formula for aten._scaled_dot_product_flash_attention_for_cpu" in text
     assert "QK^T and AV" in text and f"{2 * bmm:,}" in text
 
@@ -147,7 +149,7 @@ def test_a_difference_without_a_reason_is_unexplained(monkeypatch) -> None:
     (reason,) = check.reasons
     assert reason.kind == "unexplained" and reason.ops == (
         peers.OpCount("aten.addmm", 4 * 8 * 4, 2 * 8 * 4),)
-    assert "UNEXPLAINED" in render.reason_text(reason, "torch")
+    assert "UNEXPLAINED" in reason_text(reason, "torch")
 
 
 def test_api_errors() -> None:
@@ -175,9 +177,8 @@ def test_a_peer_that_cannot_run_is_reported_not_fatal() -> None:
     assert result.peer("torch").explained and result.peer("torch").peer_total == 2 * 4 * 3
     fvcore_check = result.peer("fvcore")
     assert not fvcore_check.explained and "x by keyword only" in fvcore_check.error
-    assert "fvcore could not run: fvcore passes inputs by position" in render.render_crosscheck(
-        result, "markdown")
-    assert "fvcore,fc" not in result.to_csv()
+    assert "fvcore could not run: fvcore passes inputs by position" in render(result, "markdown")
+    assert "fvcore,fc" not in render(result, "csv")
     with pytest.raises(archstat.ArchstatError, match="FlopCountAnalysis failed on KeywordOnly"):
         archstat.crosscheck(KeywordOnly(), "x=4", peers=["fvcore"])
 

@@ -191,7 +191,7 @@ def test_unused_parameters_are_reported_by_module() -> None:
     assert result.totals["params_unused"] == spare + scale
     assert result.unused_params == {"spare": spare, "": scale}
     assert result.totals["params"] + result.totals["params_unused"] == model_params(model)
-    listed = {u["module"]: u["params"] for u in result.to_dict()["unused_params"]}
+    listed = {u["module"]: u["params"] for u in result.data()["unused_params"]}
     assert listed == {"spare": spare, "(root)": scale}
 
 
@@ -258,9 +258,9 @@ _FLOW_NET = """
 
 
 def test_every_command_agrees_on_params(spec_module) -> None:
-    from archstat.budget.checks import measure
+    from archstat.budget.checks import budget_metrics
     from archstat.compare import compare_models
-    from archstat.snapshot import snapshot
+    from archstat.snapshots import snapshot
 
     name = spec_module(_FLOW_NET)
     spec = f"{name}:Net"
@@ -275,7 +275,7 @@ def test_every_command_agrees_on_params(spec_module) -> None:
         "analyze": analysis.totals["params"],
         "compare": compare_models([spec], input_shape="3x4x4").totals["params"][0],
         "memory": memory.params,
-        "check": measure(analysis)["params"],
+        "check": budget_metrics(analysis)["params"],
         "snapshot": snapshot([spec], input_shape="3x4x4")["models"][0]["totals"]["params"],
     }
     assert figures == dict.fromkeys(figures, used)
@@ -284,11 +284,10 @@ def test_every_command_agrees_on_params(spec_module) -> None:
 
 
 def test_zoo_and_every_command_agree_on_googlenets_params() -> None:
-    from archstat.api import zoo_table
-    from archstat.budget.checks import measure
+    from archstat.budget.checks import budget_metrics
     from archstat.compare import compare_models
-    from archstat.snapshot import snapshot
-    from archstat.zoo import get_model
+    from archstat.snapshots import snapshot
+    from archstat.zoo import get_model, zoo_listing
 
     with torch.device("meta"):
         model = get_model("googlenet")
@@ -301,13 +300,13 @@ def test_zoo_and_every_command_agree_on_googlenets_params() -> None:
     analysis = archstat.analyze("googlenet")
     assert analysis.unused_params == aux
     used = model_params(model) - sum(aux.values())
-    zoo = zoo_table().set_index("model").loc["googlenet"]
+    zoo = next(r for r in zoo_listing().rows if r["model"] == "googlenet")
     figures = {
         "analyze": analysis.totals["params"],
         "zoo": int(zoo["params"]),
         "compare": compare_models(["googlenet"]).totals["params"][0],
         "memory": archstat.estimate_memory("googlenet").params,
-        "check": measure(analysis)["params"],
+        "check": budget_metrics(analysis)["params"],
         "snapshot": snapshot(["googlenet"])["models"][0]["totals"]["params"],
     }
     assert figures == dict.fromkeys(figures, used)
@@ -360,13 +359,13 @@ def test_data_movement_is_not_unhandled(build, shape) -> None:
 # -- 3. one memory figure --------------------------------------------------------------
 
 def test_googlenet_has_one_peak_and_one_activation_figure() -> None:
-    from archstat.budget.checks import measure
+    from archstat.budget.checks import budget_metrics
     from archstat.compare import compare_models
     from archstat.realrun import measure_forward, zoo_model
 
     analysis = archstat.analyze("googlenet")
     compared = compare_models(["googlenet"]).totals.iloc[0]
-    checked = measure(analysis)
+    checked = budget_metrics(analysis)
     memory = archstat.estimate_memory("googlenet").estimates[0]
 
     real = zoo_model("googlenet")
@@ -517,7 +516,7 @@ def test_dict_inputs_record_their_batch_and_shapes() -> None:
     model = nn.Linear(7, 2)
     result = archstat.analyze(model, inputs={"input": torch.zeros(3, 7)})
     assert result.batch == 3 and result.input_shape == [(7,)]
-    assert result.to_dict()["inputs"] == [{"name": "input", "shape": [7], "dtype": "float32"}]
+    assert result.data()["inputs"] == [{"name": "input", "shape": [7], "dtype": "float32"}]
     assert result.totals["flops"] == 3 * 7 * 2
     assert result.totals["activation_bytes"] == 3 * 2 * F32
 
@@ -606,7 +605,7 @@ def test_data_dependent_forward_runs_on_the_cpu(case, sign) -> None:
     assert 0 < _positive_rows(x) < 6  # neither every row nor none: the values matter
     result = archstat.analyze(model, inputs=x, convention="flops")
     assert result.executed is True
-    assert result.to_dict()["execution"] == "cpu"
+    assert result.data()["execution"] == "cpu"
     assert any(name == op and module.startswith(where)
                for name, module in result.data_dependent), result.data_dependent
     assert result.totals["flops"] == by_hand(x) == torch_flops(model, x)

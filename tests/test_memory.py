@@ -16,12 +16,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 import archstat
-from archstat import render
 from archstat.budget.file import make_limit
 from archstat.cli import app, main
 from archstat.errors import ArchstatError
 from archstat.memory import MAX_BATCH, estimate_memory, largest_batch, parse_budget
 from archstat.realrun import measure_forward, measure_training_step, torch_optimizer, zoo_model
+from archstat.render import render
+from archstat.render.memory import fit_line
 from archstat.units import format_quantity
 
 F32 = 4
@@ -179,8 +180,8 @@ def test_parse_budget_rejects(text) -> None:
 def test_fit_beyond_the_search_cap_is_a_lower_bound() -> None:
     report = estimate_memory("lenet5", fit="1PB")
     assert report.largest_batch == MAX_BATCH and report.search_capped
-    assert report.to_dict()["fit"]["search_capped"] is True
-    assert render.memory_fit_line(report) == (
+    assert json.loads(render(report, "json"))["fit"]["search_capped"] is True
+    assert fit_line(report) == (
         "largest batch within 909TiB: at least 2147483648 (the search stops there)")
     assert not estimate_memory("lenet5", fit="1MiB").search_capped
 
@@ -194,7 +195,7 @@ def test_optimizer_needs_train() -> None:
 def test_live_bytes_after_joins_the_analysis() -> None:
     result = archstat.analyze("resnet18")
     layers = result.layers
-    assert "live_bytes_after" in result.to_csv().splitlines()[0].split(",")
+    assert "live_bytes_after" in render(result, "csv").splitlines()[0].split(",")
     assert layers["live_bytes_after"].iloc[-1] == 1000 * F32  # the logits remain
     # never more than the peak, and the peak is reached inside some layer
     peak = estimate_memory("resnet18").estimates[0].peak_activation_bytes
@@ -299,7 +300,7 @@ def test_a_failing_backward_is_a_user_error() -> None:
 
 def test_plot_draws_live_memory_over_depth(tmp_path) -> None:
     from archstat.lecture import lecture_table
-    from archstat.plot import LIVE_LABEL, live_kb
+    from archstat.render.plot import LIVE_LABEL, live_kb
 
     analysis = archstat.analyze("resnet18", convention="lecture")
     frame = lecture_table(analysis).frame

@@ -64,8 +64,8 @@ def test_missing_matplotlib_is_one_line(monkeypatch, capsys, tmp_path) -> None:
 
 
 def test_savings_chart_draws_one_bar_pair_per_module(tmp_path, monkeypatch) -> None:
-    from archstat import plot
     from archstat.bottlenecks import bottleneck
+    from archstat.render import plot
 
     drawn = {}
     original = plot.savings_chart

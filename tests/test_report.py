@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from archstat.cli import main
-from archstat.report import REPORTS, Report, build_reports, readme, write_reports
+from archstat.render.reports import REPORTS, Report, build_reports, readme, write_reports
 
 COMMITTED = Path(__file__).resolve().parent.parent / "reports"
 

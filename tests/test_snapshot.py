@@ -16,7 +16,8 @@ import torch
 
 import archstat
 from archstat.cli import main
-from archstat.snapshot import align_layers, growth_limit
+from archstat.render import render
+from archstat.snapshots import align_layers, growth_limit
 
 MODULE = "archstat_test_growing"
 SOURCE = '''\
@@ -66,7 +67,7 @@ def test_snapshot_holds_the_per_layer_analysis_and_versions(tmp_path, capsys) ->
     assert data["torch_version"] == torch.__version__
     assert [m["model"] for m in data["models"]] == ["lenet5", "resnet18"]
     fresh = archstat.analyze("resnet18")
-    assert data["models"][1] == json.loads(fresh.to_json())
+    assert data["models"][1] == json.loads(render(fresh, "json"))
 
 
 def test_unchanged_models_diff_clean(tmp_path, capsys) -> None:

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 import archstat
 from archstat.cli import app, main
 from archstat.lecture import COLUMNS, lecture_table
-from archstat.paper import GOOGLENET_COLUMNS, paper_table
+from archstat.paper import paper_table
+from archstat.paper.googlenet import COLUMNS as GOOGLENET_COLUMNS
 from archstat.zoo import list_models
 from archstat.zoo.googlenet import TABLE1_MODULES
 from archstat.zoo.vgg import cfgs as vgg_cfgs
@@ -178,24 +179,30 @@ def test_googlenet_table1_recomputed() -> None:
     assert frame["ops"].sum() == archstat.analyze("googlenet").totals["flops"]
     # every row that carries the paper's params covers the zoo's TABLE1_MODULES
     assert frame["depth"].sum() == 22  # a chain of rows: the network's depth
-    notes = "\n".join(table.notes)
+    notes = "\n".join(worded(table))
     assert "2.7K" in notes and "9,408 weights" in notes and "34M" in notes
     assert "463K" in notes and "509,440" in notes
     assert "1072K" in notes and "54M" in notes
-    wrong = [n.split(":")[0] for n in table.notes if "Table 1 prints" in n]
+    wrong = [n.values["row"] for n in table.notes if n.kind == "printed_differs"]
     assert wrong == ["convolution (conv1)", "inception (4c)", "inception (5a)"]
 
 
-def test_googlenet_rows_cover_table1_modules() -> None:
-    from archstat.paper import GOOGLENET_ROWS
+def worded(table) -> list[str]:
+    from archstat.render.paper import note_text
 
-    covered = {key: set(modules) for _, modules, key in GOOGLENET_ROWS if key}
+    return [note_text(table, note) for note in table.notes]
+
+
+def test_googlenet_rows_cover_table1_modules() -> None:
+    from archstat.zoo.googlenet import TABLE1_ROWS
+
+    covered = {key: set(modules) for _, modules, key in TABLE1_ROWS if key}
     for key, modules in TABLE1_MODULES.items():
         assert set(modules) <= covered[key], key
 
 
 def test_googlenet_tv_is_not_compared_with_the_paper() -> None:
-    notes = paper_table(archstat.analyze("googlenet_tv")).notes
+    notes = worded(paper_table(archstat.analyze("googlenet_tv")))
     assert any("3x3 convolution" in n for n in notes)
     assert not any("Table 1 prints" in n for n in notes)
 
@@ -203,20 +210,19 @@ def test_googlenet_tv_is_not_compared_with_the_paper() -> None:
 def test_resnet_stage_table() -> None:
     table = paper_table(archstat.analyze("resnet50"))
     rows = table.frame.set_index("layer_name")
-    assert list(rows.index) == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "head",
-                                "total"]
+    assert list(rows.index) == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "head"]
     assert rows.loc["conv1", "flops"] == 64 * 112 * 112 * 7 * 7 * 3
     assert rows.loc["conv2_x", "blocks"] == ("3x3 max pool, stride 2; "
                                              "[1x1, 64; 3x3, 64; 1x1, 256] x 3")
     assert rows.loc["conv4_x", "blocks"] == "[1x1, 256; 3x3, 256; 1x1, 1024] x 6"
     assert rows.loc["conv5_x", "output_size"] == "7x7"
-    assert rows.loc["total", "params"] == 25_557_032
-    assert rows.loc["total", "flops"] == rows["flops"].iloc[:-1].sum() == 4_089_184_256
-    assert any("3.8x10^9" in n and "4.09x10^9" in n for n in table.notes)
-    assert any("v1.5" in n for n in table.notes)
+    assert table.total["params"] == 25_557_032
+    assert table.total["flops"] == rows["flops"].sum() == 4_089_184_256
+    assert any("3.8x10^9" in n and "4.09x10^9" in n for n in worded(table))
+    assert any("v1.5" in n for n in worded(table))
     v1 = paper_table(archstat.analyze("resnet50_v1"))
-    assert v1.frame["flops"].iloc[-1] == 3_857_973_248
-    assert any("as the paper" in n for n in v1.notes)
+    assert v1.total["flops"] == 3_857_973_248
+    assert any("as the paper" in n for n in worded(v1))
 
 
 def test_vgg_configuration_column() -> None:
@@ -225,10 +231,10 @@ def test_vgg_configuration_column() -> None:
     expected = ["input (224 x 224 RGB image)"]
     for v in vgg_cfgs["D"]:
         expected.append("maxpool" if v == "M" else f"conv3-{v}")
-    expected += ["FC-4096", "FC-4096", "FC-1000", "soft-max", "total"]
+    expected += ["FC-4096", "FC-4096", "FC-1000", "soft-max"]
     assert labels == expected
-    assert table.frame["params"].iloc[-1] == 138_357_544
-    assert any("138M" in n and "agrees" in n for n in table.notes)
+    assert table.total["params"] == 138_357_544
+    assert any("138M" in n and "agrees" in n for n in worded(table))
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ def test_cli_table_says_training_and_sums_the_step(capsys) -> None:
 
 
 def _human(n: int) -> str:
-    from archstat.render import human
+    from archstat.render.text import human
 
     return human(n)
 

@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from archstat import render
 from archstat._version import __version__
 from archstat.analysis import analyze
 from archstat.bench import per_layer, stats
@@ -56,7 +55,7 @@ RESULT_COLUMNS = [
 ]
 #: Metadata repeated on every CSV row, so that a CSV stands on its own.
 META_COLUMNS = ["device_name", "torch_version", "cuda_version", "driver_version", "threads",
-                "channels_last", "compile", "date"]
+                "channels_last", "compile", "date", "convention"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -71,28 +70,12 @@ class BenchReport:
     results: pd.DataFrame
     per_layer: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {"meta": self.meta, "results": render.records(self.results)}
-        if self.per_layer:
-            data["per_layer"] = [{**p, "layers": render.records(p["layers"])}
-                                 for p in self.per_layer]
-        return data
-
-    def to_json(self) -> str:
-        return render.to_json(self.to_dict())
-
     def layers_frame(self) -> pd.DataFrame:
         """Every point's per-layer rows in one table, led by model and batch_size."""
         frames = [p["layers"].assign(model=p["model"], batch_size=p["batch_size"])
                   for p in self.per_layer]
         columns = ["model", "batch_size", *per_layer.LAYER_COLUMNS]
         return pd.concat(frames)[columns] if frames else pd.DataFrame(columns=columns)
-
-    def to_csv(self) -> str:
-        """The results (or, with per-layer timings, the per-layer rows) with the
-        metadata columns appended to every row."""
-        frame = self.layers_frame() if self.per_layer else self.results
-        return render.to_csv(frame.assign(**{c: self.meta[c] for c in META_COLUMNS}))
 
 
 def benchmark(
@@ -125,7 +108,7 @@ def benchmark(
     ``torch.compile``.
     """
     policy = _policy(warmup, iters, min_time)
-    batch_sizes = parse_int_list(batch_sizes, "batch_sizes")
+    batch_sizes = parse_int_list(batch_sizes, "`batch_sizes`")
     if dtype not in DTYPES:
         raise ArchstatError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if per_layer and compile:
@@ -432,6 +415,7 @@ def metadata(device: str, dtype: str, threads: int, channels_last: bool, compile
         "iterations": f"{policy.iters} calls" if policy.iters is not None
                       else f"at least {policy.min_time_s} s and {policy.min_iters} calls",
         "flops": "2 x macs (conv, linear and matmul multiply-adds)",
+        "convention": "flops",
         "not_measured": not_measured,
     }
 

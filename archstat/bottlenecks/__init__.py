@@ -21,24 +21,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from torch import nn
 
-from archstat import render
 from archstat.analysis import Analysis, analyze
 from archstat.bottlenecks.counterfactual import COUNTERFACTUALS
 from archstat.bottlenecks.detect import convolutions, links, module_rows, pair_row
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.trace.dataflow import DataFlow
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 LEVELS = ("pair", "module", "network", "all")
 
 PAIR_COLUMNS = [
-    "location", "input_shape", "in_channels", "reduced_channels", "out_channels", "kernel",
-    "macs", "params", "direct_macs", "direct_params", "macs_saving_ratio",
+    "reduce", "spatial", "input_shape", "in_channels", "reduced_channels", "out_channels",
+    "kernel", "macs", "params", "direct_macs", "direct_params", "macs_saving_ratio",
     "params_saving_ratio",
 ]
 MODULE_COLUMNS = [
@@ -49,62 +50,65 @@ LECTURE_COLUMNS = ["module", "width", "output_size", "macs_hwc2", "basic_macs_hw
 NETWORK_COLUMNS = ["model", "variant", "macs", "params"]
 
 # The table behind each level (the module level also carries the lecture view).
-_TABLES = {"pair": ("pairs",), "module": ("modules", "lecture"), "network": ("network",)}
-_COLUMNS = {"pairs": PAIR_COLUMNS, "modules": MODULE_COLUMNS, "lecture": LECTURE_COLUMNS,
-            "network": NETWORK_COLUMNS}
+TABLES = {"pair": ("pairs",), "module": ("modules", "lecture"), "network": ("network",)}
+COLUMNS = {"pairs": PAIR_COLUMNS, "modules": MODULE_COLUMNS, "lecture": LECTURE_COLUMNS,
+           "network": NETWORK_COLUMNS}
 
 
 @dataclass
 class BottleneckReport:
-    """The result of :func:`bottleneck`: one DataFrame per table of the requested level
-    (None for the tables of other levels).
+    """The result of :func:`bottleneck`: per table of the requested level, its rows
+    (``rows["pairs"]`` ...; other levels' tables are absent), exact values.
 
     ``pairs``, ``modules`` and ``network`` have the columns PAIR_COLUMNS, MODULE_COLUMNS
-    and NETWORK_COLUMNS; ``lecture`` (LECTURE_COLUMNS, module level) shows the residual
-    bottleneck blocks in units of H W C^2 (C the 3x3's input width, HxW its output size,
-    per image). ``notes`` are one-line explanations of empty tables.
+    and NETWORK_COLUMNS (a pair names its 1x1 ``reduce`` and kxk ``spatial`` modules);
+    ``lecture`` (LECTURE_COLUMNS, module level) shows the residual bottleneck blocks in
+    units of H W C^2 (C the 3x3's input width, HxW its output size, per image).
+    ``notes`` say why a table is empty: ``no_pairs``, ``no_modules``,
+    ``no_counterfactual``. The tables are also DataFrame attributes (``report.pairs``).
     """
 
     model: str
     input_shape: list[tuple[int, ...]]
     batch: int
     level: str
-    pairs: pd.DataFrame | None = None
-    modules: pd.DataFrame | None = None
-    lecture: pd.DataFrame | None = None
-    network: pd.DataFrame | None = None
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def _frame(self, name: str) -> pd.DataFrame | None:
+        import pandas as pd
+
+        if name not in self.rows:
+            return None
+        return pd.DataFrame(self.rows[name], columns=COLUMNS[name])
+
     @property
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """The computed tables by name, in the order pairs, modules, lecture, network."""
-        frames = {name: getattr(self, name) for name in _COLUMNS}
-        return {name: frame for name, frame in frames.items() if frame is not None}
+    def pairs(self) -> pd.DataFrame | None:
+        return self._frame("pairs")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: model, input_shape, batch, convention, each table's rows, notes."""
-        return {
-            "model": self.model,
-            "input_shape": render.input_shapes(self.input_shape),
-            "batch": self.batch,
-            "convention": "macs",
-            **{name: render.records(frame) for name, frame in self.tables.items()},
-            "notes": list(self.notes),
-        }
+    @property
+    def modules(self) -> pd.DataFrame | None:
+        return self._frame("modules")
 
-    def to_json(self) -> str:
-        return render.to_json(self.to_dict())
+    @property
+    def lecture(self) -> pd.DataFrame | None:
+        return self._frame("lecture")
 
-    def to_csv(self, level: str | None = None) -> str:
-        """One level's table as CSV (the module level gives the modules table); ``level``
-        defaults to the report's own, which must then not be ``all``."""
+    @property
+    def network(self) -> pd.DataFrame | None:
+        return self._frame("network")
+
+    def table_for(self, level: str | None = None) -> str:
+        """The name of the one table a level's CSV holds (the module level: modules);
+        ``level`` defaults to the report's own, which must then not be ``all``."""
         level = level or self.level
         if level == "all":
-            raise ArchstatError("CSV holds one table: choose --level pair, module or network")
-        name = _TABLES[_levels(level)[0]][0]
-        if name not in self.tables:
+            raise ArchstatError("CSV holds one table: choose the pair, module or network "
+                                "level")
+        name = TABLES[_levels(level)[0]][0]
+        if name not in self.rows:
             raise ArchstatError(f"this report was made at level {self.level!r}, not {level!r}")
-        return render.to_csv(self.tables[name])
+        return name
 
 
 def _levels(level: str) -> tuple[str, ...]:
@@ -114,10 +118,6 @@ def _levels(level: str) -> tuple[str, ...]:
             f"{', '.join(LEVELS)}"
         )
     return LEVELS[:3] if level == "all" else (level,)
-
-
-def _frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=_COLUMNS[name])
 
 
 def _network_rows(
@@ -161,26 +161,20 @@ def bottleneck(
     convs = convolutions(flow)
     found = links(flow, convs)
     pairs = [link for link in found if link.is_pair]
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for lv in levels for name in _TABLES[lv]}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for lv in levels for name in TABLES[lv]}
     notes = []
     if not pairs:
-        notes.append(f"{actual.model} has no 1x1 bottleneck: no 1x1 stride-1 convolution "
-                     "feeds a kxk convolution, so there is nothing to compare")
+        notes.append("no_pairs")
     else:
         if "pair" in levels:
             rows["pairs"] = [pair_row(link, flow) for link in pairs]
         if "module" in levels:
             rows["modules"], rows["lecture"] = module_rows(flow, convs, found)
             if not rows["modules"]:
-                notes.append(f"{actual.model} has no inception module (branches concatenated) "
-                             "or residual block (output added to its input) with a 1x1 "
-                             "reduction in it")
+                notes.append("no_modules")
         if "network" in levels:
             rows["network"] = _network_rows(actual, model, config) or []
             if not rows["network"]:
-                notes.append(f"no whole-network counterfactual for {actual.model}; there is "
-                             f"one for {', '.join(COUNTERFACTUALS)}")
-    return BottleneckReport(
-        model=actual.model, input_shape=actual.input_shape, batch=actual.batch, level=level,
-        notes=notes, **{name: _frame(name, r) for name, r in rows.items()},
-    )
+                notes.append("no_counterfactual")
+    return BottleneckReport(model=actual.model, input_shape=actual.input_shape,
+                            batch=actual.batch, level=level, rows=rows, notes=notes)

@@ -35,7 +35,6 @@ from typing import Any
 import torch
 
 from archstat.conventions import CONVENTIONS
-from archstat.render import shape_str
 from archstat.trace.dataflow import ACTIVATION_ROLES, DataFlow, Fork
 from archstat.trace.ops import OpEvent, op_kind
 
@@ -161,12 +160,13 @@ def pair_row(link: Link, flow: DataFlow) -> dict[str, Any]:
     direct_params = math.prod(weight) + (spatial.out_channels if spatial.has_bias else 0)
     macs, params = reduce.macs + spatial.macs, reduce.params + spatial.params
     return {
-        "location": f"{reduce.name or '(root)'} -> {spatial.name or '(root)'}",
+        "reduce": reduce.name,
+        "spatial": spatial.name,
         "input_shape": reduce.input_shape,
         "in_channels": reduce.in_channels,
         "reduced_channels": reduce.out_channels,
         "out_channels": spatial.out_channels,
-        "kernel": shape_str(spatial.kernel),
+        "kernel": tuple(spatial.kernel),
         "macs": macs,
         "params": params,
         "direct_macs": direct_macs,
@@ -321,7 +321,7 @@ def _lecture_row(module: str, spatial: Conv, residual: list[Conv], template: OpE
     return {
         "module": module,
         "width": c,
-        "output_size": shape_str(spatial_size),
+        "output_size": tuple(spatial_size),
         "macs_hwc2": sum(conv.macs for conv in residual) / unit,
         "basic_macs_hwc2": basic / unit,
     }

@@ -37,7 +37,7 @@ from archstat.budget.file import (
     make_limit,
 )
 from archstat.errors import ArchstatError
-from archstat.snapshot import (
+from archstat.snapshots import (
     TOTAL_METRICS,
     Snapshot,
     analysis_settings,
@@ -53,7 +53,7 @@ from archstat.units import format_percent, format_quantity, is_binary, round_up_
 METRIC_UNITS = {metric: unit for metric, unit in LIMIT_KEYS.values()}
 
 
-def measure(analysis: Any) -> dict[str, int]:
+def budget_metrics(analysis: Any) -> dict[str, int]:
     """The four budgeted metrics of an Analysis (see the module docstring)."""
     totals = analysis.totals
     peak = int(analysis.layers["activation_bytes"].max()) if len(analysis.layers) else 0
@@ -173,7 +173,7 @@ def evaluate(entry: BudgetEntry, snapshots: dict[Path, Snapshot] | None = None) 
                            optimizer=entry.optimizer)
     except Exception as exc:  # any failure: it is reported for this entry, others go on
         return [_error(entry, "model", _reason(exc))]
-    results = compare(entry.label, measure(analysis), entry.limits, analysis)
+    results = compare(entry.label, budget_metrics(analysis), entry.limits, analysis)
     if entry.baseline is not None:
         results += _against_baseline(entry, analysis, snapshots if snapshots is not None else {})
     return results
@@ -276,7 +276,7 @@ def assert_within_budget(
         raise ArchstatError("an optimizer only counts with max_train_flops")
     analysis = analyze(model, input_shape=input_shape, batch=batch, convention=convention,
                        dtype=dtype, train=train, optimizer=optimizer, **config)
-    results = compare(analysis.model, measure(analysis), limits, analysis)
+    results = compare(analysis.model, budget_metrics(analysis), limits, analysis)
     if any(r.status == "fail" for r in results):
         raise AssertionError(_budget_message(analysis, results))
     return analysis
@@ -314,11 +314,11 @@ def suggest_budgets(
         shapes = [s.text() for s in analysis.input_specs]
         entry: dict[str, Any] = {
             "model": analysis.model, "input": shapes[0] if len(shapes) == 1 else shapes,
-            "batch": analysis.batch, "convention": analysis.convention,
+            "batch": analysis.batch, "convention": analysis.convention.name,
         }
         if analysis.dtype != "float32":
             entry["dtype"] = analysis.dtype
-        for key, value in measure(analysis).items():
+        for key, value in budget_metrics(analysis).items():
             entry[f"max_{key}"] = round_up_quantity(value, digits, METRIC_UNITS[key])
         entries.append(entry)
     return budget_toml(entries, comment=(

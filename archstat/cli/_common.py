@@ -69,8 +69,21 @@ def console(stderr: bool = False) -> Any:
     stream = sys.stderr if stderr else sys.stdout
     width = None
     if not stream.isatty() and "COLUMNS" not in os.environ:
-        width = 200
+        width = FILE_WIDTH
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+#: Width of text written to a file or a pipe: tables are never cut there.
+FILE_WIDTH = 200
+
+
+def show(result: Any, fmt: str, output: Path | None, **options: Any) -> None:
+    """Render ``result`` (archstat.render) in ``fmt`` for where it goes, and emit it: a
+    table fits the terminal's width, or FILE_WIDTH in a file."""
+    from archstat.render import render
+
+    width = console().width if output is None else FILE_WIDTH
+    emit(render(result, fmt, width=width, **options), output)
 
 
 def emit(content: Any, output: Path | None) -> None:
@@ -89,7 +102,7 @@ def emit(content: Any, output: Path | None) -> None:
     atomic_write(output, content)
 
 
-def plain_text(renderable: Any, width: int = 200) -> str:
+def plain_text(renderable: Any, width: int = FILE_WIDTH) -> str:
     """A rich renderable as plain text for a file: no colour codes, and as wide as a
     pipe's output, whatever the terminal the command runs in."""
     import io
@@ -116,11 +129,25 @@ def error(message: str) -> None:
     typer.echo(f"archstat: error: {message}", err=True)
 
 
+#: API parameter -> the flag that sets it, where the two are not spelt alike.
+_FLAGS = {"input_shape": "--input", "fmt": "--format"}
+
+
+def flags(message: str) -> str:
+    """A library message in the command line's terms: an API parameter the library names
+    in backticks (```per_layer```) becomes its flag (``--per-layer``)."""
+    import re
+
+    return re.sub(r"`([a-z_]+)`",
+                  lambda m: _FLAGS.get(m[1], "--" + m[1].replace("_", "-")), message)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the library's ArchstatError into one line on stderr and exit code 2."""
+    """Turn the library's ArchstatError into one line on stderr, worded in flags, and
+    exit code 2."""
     try:
         yield
     except ArchstatError as exc:
-        error(str(exc))
+        error(flags(str(exc)))
         raise typer.Exit(2) from None

@@ -14,11 +14,17 @@ from archstat.cli._common import (
     InputOpt,
     ModelArg,
     OutputOpt,
-    emit,
     resolve_format,
+    show,
     user_errors,
     warn,
 )
+from archstat.errors import ArchstatError
+
+STYLES = ("default", "lecture", "paper")
+#: The convention a style counts in unless --convention says otherwise: the lecture's
+#: tables count pools, the papers count multiply-adds.
+STYLE_CONVENTIONS = {"default": "macs", "lecture": "lecture", "paper": "macs"}
 
 
 def zoo(
@@ -26,21 +32,11 @@ def zoo(
     output: OutputOpt = None,
 ) -> None:
     """List the zoo's models: family, default input, parameters, source."""
-    from archstat import render
-    from archstat.api import zoo_table
+    import archstat
 
     with user_errors():
         fmt = resolve_format(fmt, output)
-        frame = zoo_table()
-        if fmt == "csv":
-            content = render.to_csv(frame)
-        elif fmt == "json":
-            content = render.to_json({"models": render.records(frame)})
-        else:
-            header, rows = render.display_rows(frame, {"params": render.human})
-            content = (render.to_markdown(header, rows) if fmt == "markdown"
-                       else render.rich_table(header, rows, title="archstat zoo"))
-        emit(content, output)
+        show(archstat.zoo_listing(), fmt, output)
 
 
 def analyze(
@@ -65,19 +61,33 @@ def analyze(
 ) -> None:
     """Per-layer parameters, activation memory and FLOPs of MODEL."""
     import archstat
-    from archstat import render
-    from archstat.errors import ArchstatError
-    from archstat.styles import render_styled, style_convention
+    from archstat.render.analysis import unhandled_summary
 
     with user_errors():
         fmt = resolve_format(fmt, output)
         if (freeze or optimizer) and not train:
             raise ArchstatError(f"{'--freeze' if freeze else '--optimizer'} needs --train")
-        convention = style_convention(style, convention, batch, dtype, depth)
+        if style not in STYLES:
+            raise ArchstatError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+        if style != "default":
+            # The lecture's and the papers' tables are per image in float32.
+            if batch != 1 or dtype != "float32":
+                raise ArchstatError(f"--style {style} is per image at 4 bytes per element; "
+                                    "--batch and --dtype apply to --style default only")
+            if depth is not None:
+                raise ArchstatError(f"--depth applies to --style default only, not {style}")
+        if style == "paper" and convention not in (None, "macs"):
+            raise ArchstatError("--style paper counts multiply-adds as the papers do; drop "
+                                f"--convention {convention}")
         result = archstat.analyze(model, input_shape=input or None, batch=batch,
-                                  convention=convention, dtype=dtype, depth=depth,
-                                  train=train, freeze=freeze or (), optimizer=optimizer)
-        note = render.unhandled_summary(result)
-        if note:
-            warn(note)
-        emit(render_styled(result, style, fmt), output)
+                                  convention=convention or STYLE_CONVENTIONS[style],
+                                  dtype=dtype, depth=depth, train=train, freeze=freeze or (),
+                                  optimizer=optimizer)
+        summary = unhandled_summary(result)
+        if summary:
+            warn(summary)
+        if style == "lecture":
+            result = archstat.lecture_table(result)
+        elif style == "paper":
+            result = archstat.paper_table(result)
+        show(result, fmt, output)

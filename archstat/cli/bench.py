@@ -16,8 +16,8 @@ from archstat.cli._common import (
     InputOpt,
     OutputOpt,
     console,
-    emit,
     resolve_format,
+    show,
     user_errors,
 )
 
@@ -75,23 +75,20 @@ def bench(
 ) -> None:
     """Measured latency (min, median, p90, p99), throughput and achieved TFLOP/s of
     MODEL(s) at each batch size, with roofline context on known GPUs."""
-    from archstat.bench import benchmark
-    from archstat.bench.view import render_report
+    import archstat
     from archstat.errors import ArchstatError
-    from archstat.units import parse_int_list
 
     with user_errors():
         fmt = resolve_format(fmt, output)
-        sizes = parse_int_list(batch_sizes, "--batch-sizes")
         if top < 0:  # checked before the sweep, which can take minutes
             raise ArchstatError(f"--top must be 0 (all rows) or more, not {top}")
         with _progress_bar(show_progress(fmt, output, sys.stderr.isatty())) as progress:
-            report = benchmark(
-                models, device=device, batch_sizes=sizes, dtype=dtype,
+            report = archstat.benchmark(
+                models, device=device, batch_sizes=batch_sizes, dtype=dtype,
                 channels_last=channels_last, compile=compile, warmup=warmup, iters=iters,
                 min_time=min_time, threads=threads, per_layer=per_layer,
                 input_shape=input or None, progress=progress,
             )
         if device == "auto":
             typer.echo(f"archstat: --device auto chose {report.meta['device']}", err=True)
-        emit(render_report(report, fmt, top), output)
+        show(report, fmt, output, top=top)

@@ -12,9 +12,9 @@ from archstat.cli._common import (
     InputOpt,
     ModelArg,
     OutputOpt,
-    emit,
     note,
     resolve_format,
+    show,
     user_errors,
 )
 
@@ -35,12 +35,13 @@ def bottleneck(
     inception modules and residual blocks against their naive forms, and the whole
     network rebuilt without them."""
     import archstat
-    from archstat import render
+    from archstat.render.bottleneck import note_text
 
     with user_errors():
         fmt = resolve_format(fmt, output)
         report = archstat.bottleneck(model, input_shape=input or None, batch=batch, level=level)
-        content = render.render_bottleneck(report, fmt)
+        if fmt == "csv":
+            report.table_for()  # one table: refuse the all level before anything prints
         for line in report.notes:
-            note(line)
-        emit(content, output)
+            note(note_text(report, line))
+        show(report, fmt, output)

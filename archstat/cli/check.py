@@ -16,6 +16,7 @@ from archstat.cli._common import (
     emit,
     error,
     resolve_format,
+    show,
     user_errors,
 )
 
@@ -37,24 +38,24 @@ def check(
     Exit 0 when every limit holds, 1 when one is exceeded, 2 for a configuration error
     (including a model that cannot be built; the other entries are still checked).
     """
-    from archstat.budget.checks import CheckReport, run_checks
+    import archstat
     from archstat.budget.file import BudgetFileError
-    from archstat.ci_render import CHECK_FORMATS, render_check
+    from archstat.render.check import CHECK_FORMATS
 
     with user_errors():
         fmt = resolve_format(fmt, output, CHECK_FORMATS, {".json": "json", ".xml": "junit",
                                                              ".txt": "table"})
         try:
-            report = run_checks(file)
+            report = archstat.check(file)
         except BudgetFileError as exc:
             if fmt == "table":
                 raise
             # CI formats report a broken file too: an annotation on its line, a JUnit error
-            report = CheckReport.from_file_error(exc)
+            report = archstat.CheckReport.from_file_error(exc)
         for result in report.results:
             if result.status == "error":
                 error(f"{report.display}:{result.line}: {result.message}")
-        emit(render_check(report, fmt), output)
+        show(report, fmt, output)
     raise typer.Exit(report.exit_code)
 
 
@@ -72,8 +73,8 @@ def budget(
     output: OutputOpt = None,
 ) -> None:
     """Print [[budget]] tables limiting MODELS to their current figures, rounded up."""
-    from archstat.budget.checks import suggest_budgets
+    import archstat
 
     with user_errors():
-        emit(suggest_budgets(models, digits, input_shape=input or None, batch=batch,
-                             convention=convention, dtype=dtype), output)
+        emit(archstat.suggest_budgets(models, digits, input_shape=input or None, batch=batch,
+                                      convention=convention, dtype=dtype), output)

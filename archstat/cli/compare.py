@@ -13,8 +13,8 @@ from archstat.cli._common import (
     FormatOpt,
     InputOpt,
     OutputOpt,
-    emit,
     resolve_format,
+    show,
     user_errors,
 )
 
@@ -41,15 +41,15 @@ def compare(
     output: OutputOpt = None,
 ) -> None:
     """Totals side by side with ratios to the first model, and a per-stage breakdown."""
-    from archstat import render
-    from archstat.compare import compare_models, comparison_tables
+    import archstat
     from archstat.errors import ArchstatError
 
     with user_errors():
         fmt = resolve_format(fmt, output)
         if len(models) < 2:
             raise ArchstatError("compare needs two or more models (analyze shows one)")
-        result = compare_models(models, input_shape=input or None, batch=batch,
-                                convention=convention, dtype=dtype,
-                                until_resolution=until_resolution, until=until, train=train)
-        emit(render.render_tables(comparison_tables(result, stages_first=stages), fmt), output)
+        result = archstat.compare_models(models, input_shape=input or None, batch=batch,
+                                         convention=convention, dtype=dtype,
+                                         until_resolution=until_resolution, until=until,
+                                         train=train)
+        show(result, fmt, output, stages_first=stages)

@@ -13,8 +13,8 @@ from archstat.cli._common import (
     InputOpt,
     ModelArg,
     OutputOpt,
-    emit,
     resolve_format,
+    show,
     user_errors,
     warn,
 )
@@ -37,17 +37,18 @@ def crosscheck(
     """Run MODEL on the CPU under torch's FlopCounterMode and fvcore's FlopCountAnalysis
     and show, per module, their counts next to archstat's (conventions flops and fvcore),
     with the reason for every difference."""
-    from archstat import render
-    from archstat.peers import PEERS, crosscheck
+    import archstat
+    from archstat.render.crosscheck import PEER_LABELS
 
     with user_errors():
         fmt = resolve_format(fmt, output)
-        result = crosscheck(model, input_shape=input or None, batch=batch,
-                            peers=PEERS if peer == "all" else peer, dtype=dtype)
+        result = archstat.crosscheck(model, input_shape=input or None, batch=batch,
+                                     peers=("torch", "fvcore") if peer == "all" else peer,
+                                     dtype=dtype)
         for check in result.peers:
             if check.error is not None:
-                warn(f"{render.PEER_LABELS[check.peer]} could not run: {check.error}")
+                warn(f"{PEER_LABELS[check.peer]} could not run: {check.error}")
             elif not check.explained:
-                warn(f"{render.PEER_LABELS[check.peer]}: a difference of "
+                warn(f"{PEER_LABELS[check.peer]}: a difference of "
                      f"{check.unexplained:+,} has no reason")
-        emit(render.render_crosscheck(result, fmt), output)
+        show(result, fmt, output)

@@ -12,8 +12,8 @@ from archstat.cli._common import (
     InputOpt,
     ModelArg,
     OutputOpt,
-    emit,
     resolve_format,
+    show,
     user_errors,
 )
 
@@ -43,19 +43,17 @@ def memory(
     """Peak memory of MODEL: params, buffers, peak activations (and where), the allocator
     peak with the CPU kernels' workspaces, and with --train saved activations, gradients,
     optimizer state and the training-step peak."""
-    from archstat import render
+    import archstat
     from archstat.errors import ArchstatError
-    from archstat.memory import estimate_memory
-    from archstat.units import parse_int_list
 
     with user_errors():
         fmt = resolve_format(fmt, output)
-        sizes = parse_int_list(batch, "--batch")
         if optimizer is not None and not train:
             raise ArchstatError("--optimizer needs --train (an inference estimate has none)")
         if (measure or allocator) and train:
             raise ArchstatError("--allocator and --measure are for inference: drop --train")
-        report = estimate_memory(model, input_shape=input or None, batch=sizes, dtype=dtype,
+        report = archstat.estimate_memory(model, input_shape=input or None, batch=batch,
+                                          dtype=dtype,
                                  train=train, optimizer=optimizer, fit=fit, allocator=allocator,
                                  measure=measure)
-        emit(render.render_memory(report, fmt), output)
+        show(report, fmt, output)

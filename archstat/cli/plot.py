@@ -27,7 +27,7 @@ def plot(
 ) -> None:
     """Per-layer bar charts of memory, params and FLOPs, like the lecture's."""
     from archstat.files import atomic_write
-    from archstat.plot import parse_size, plot_models
+    from archstat.render.plot import parse_size, plot_models
 
     with user_errors():
         image = plot_models(models, metric=metric, log=log, size=parse_size(size),

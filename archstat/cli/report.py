@@ -15,7 +15,7 @@ def report(
                                       "(created if missing).")] = Path("reports"),
 ) -> None:
     """Regenerate the committed reports: lecture and paper tables, comparisons, README."""
-    from archstat.report import write_reports
+    from archstat.render.reports import write_reports
 
     with user_errors():
         written = write_reports(out)

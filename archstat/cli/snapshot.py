@@ -16,6 +16,7 @@ from archstat.cli._common import (
     OutputOpt,
     emit,
     resolve_format,
+    show,
     user_errors,
     warn,
 )
@@ -32,12 +33,12 @@ def snapshot(
 ) -> None:
     """Record the per-layer analysis of MODELS, with the archstat and torch versions, as
     JSON (the baseline of `archstat diff` and of a budget's `baseline`)."""
-    from archstat import render
-    from archstat.snapshot import snapshot as take_snapshot
+    import archstat
+    from archstat.render.table import to_json
 
     with user_errors():
-        emit(render.to_json(take_snapshot(models, input_shape=input or None, batch=batch,
-                                          convention=convention, dtype=dtype)), output)
+        emit(to_json(archstat.snapshot(models, input_shape=input or None, batch=batch,
+                                       convention=convention, dtype=dtype)), output)
 
 
 def diff(
@@ -52,13 +53,12 @@ def diff(
 ) -> None:
     """Compare models with BASELINE layer by layer: added, removed and changed layers and
     the change of each total. Exit 1 when a total grew beyond the tolerance."""
-    from archstat.ci_render import render_diff
-    from archstat.snapshot import diff as diff_snapshot
+    import archstat
 
     with user_errors():
         fmt = resolve_format(fmt, output)
-        report = diff_snapshot(baseline, models, tolerance)
+        report = archstat.diff(baseline, models, tolerance)
         for note in report.notes:
             warn(note)
-        emit(render_diff(report, fmt), output)
+        show(report, fmt, output)
     raise typer.Exit(report.exit_code)

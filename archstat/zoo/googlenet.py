@@ -369,6 +369,27 @@ TABLE1_MODULES: dict[str, tuple[str, ...]] = {
     "linear": ("fc",),
 }
 
+#: Table 1's rows in order, over both GoogLeNet layouts' module names: (type, the modules
+#: it covers, its key in PAPER_TABLE1 or None). The LRN layers of Figure 3, absent from
+#: Table 1, join the row before them (googlenet_tv has none); the flatten in forward()
+#: (the model's own code, "") joins the avg pool. softmax is not part of the model.
+TABLE1_ROWS: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
+    ("convolution", ("conv1",), "convolution 7x7/2"),
+    ("max pool", ("maxpool1", "norm1"), None),
+    ("convolution", ("conv2", "conv3", "norm2"), "convolution 3x3/1"),
+    ("max pool", ("maxpool2",), None),
+    *((f"inception ({k})", (f"inception{k}",), f"inception ({k})") for k in ("3a", "3b")),
+    ("max pool", ("maxpool3",), None),
+    *((f"inception ({k})", (f"inception{k}",), f"inception ({k})")
+      for k in ("4a", "4b", "4c", "4d", "4e")),
+    ("max pool", ("maxpool4",), None),
+    *((f"inception ({k})", (f"inception{k}",), f"inception ({k})") for k in ("5a", "5b")),
+    ("avg pool", ("avgpool", ""), None),
+    ("dropout", ("dropout",), None),  # 40% in the paper; the trace does not see p
+    ("linear", ("fc",), "linear"),
+    ("softmax", (), None),
+)
+
 
 @register_model(
     family="googlenet",

@@ -17,6 +17,17 @@ from archstat.zoo.registry import register_model
 
 RESNET_PAPER = "He et al. 2015, arXiv:1512.03385, Table 1"
 
+#: Table 1's rows over this layout's module names: (layer name, modules); "head" is the
+#: paper's unnamed last row (average pool, the model's own flatten "", the fc layer).
+TABLE1_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("conv1", ("conv1", "bn1", "relu")),
+    ("conv2_x", ("maxpool", "layer1")),
+    ("conv3_x", ("layer2",)),
+    ("conv4_x", ("layer3",)),
+    ("conv5_x", ("layer4",)),
+    ("head", ("avgpool", "", "fc")),
+)
+
 # Table 1: blocks per stage conv2_x..conv5_x (stages layer1..layer4 below).
 BLOCKS_PER_STAGE: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2),

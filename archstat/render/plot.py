@@ -75,10 +75,14 @@ def _check(metric: str, size: tuple[int, int], fmt: str) -> list[str]:
 
 def _bars(analysis: Any) -> tuple[Any, list[str]]:
     """The lecture table of an analysis and the kind of each of its rows."""
+    import pandas as pd
+
     from archstat.compute_layers import compute_layers
     from archstat.lecture import lecture_table
 
-    return lecture_table(analysis).frame, [layer.kind for layer in compute_layers(analysis)]
+    table = lecture_table(analysis)
+    return (pd.DataFrame(table.rows, columns=table.columns),
+            [layer.kind for layer in compute_layers(analysis)])
 
 
 def live_kb(analysis: Any) -> list[float]:
@@ -124,7 +128,7 @@ def layer_chart(
         try:
             seen: set[str] = set()
             for col, analysis in enumerate(analyses):
-                axes[0][col].set_title(f"{analysis.model} ({analysis.convention})")
+                axes[0][col].set_title(f"{analysis.model} ({analysis.convention.name})")
                 frame, kinds = _bars(analysis)
                 seen.update(kinds)
                 for row, name in enumerate(metrics):

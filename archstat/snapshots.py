@@ -1,7 +1,7 @@
 """Snapshots of per-layer analyses, and layer-by-layer diffs of models against them.
 
 A snapshot is JSON: ``{"archstat_snapshot": 1, "archstat_version", "torch_version",
-"models": [Analysis.to_dict(), ...]}``, so it holds every layer's ``params``
+"models": [Analysis.data(), ...]}``, so it holds every layer's ``params``
 (elements), ``activation_bytes`` (bytes) and ``flops`` (in the unit of the recorded
 ``convention``). A diff re-analyses each model with the recorded input, batch,
 convention and dtype, so the two sides always count the same way.
@@ -56,7 +56,7 @@ def snapshot(
         "archstat_snapshot": SNAPSHOT_FORMAT,
         "archstat_version": __version__,
         "torch_version": torch.__version__,
-        "models": [a.to_dict() for a in analyses],
+        "models": [a.data() for a in analyses],
     }
 
 
@@ -175,7 +175,7 @@ def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
 def analysis_settings(analysis: Any) -> dict[str, Any]:
     """The settings of an Analysis, in the form of :func:`recorded_settings`."""
     return {"input_shape": [s.text() for s in analysis.input_specs], "batch": analysis.batch,
-            "convention": analysis.convention, "dtype": analysis.dtype}
+            "convention": analysis.convention.name, "dtype": analysis.dtype}
 
 
 def settings_text(settings: dict[str, Any]) -> str:
@@ -290,9 +290,7 @@ def diff_model(record: dict[str, Any], analysis: Any, tolerance: Fraction = Frac
         -> ModelDiff:
     """Compare an :class:`~archstat.analysis.Analysis` with a snapshot record of the
     same model and settings."""
-    from archstat import render
-
-    changes, unchanged = align_layers(record["layers"], render.records(analysis.layers))
+    changes, unchanged = align_layers(record["layers"], analysis.data()["layers"])
     totals = {m: (int(record["totals"][m]), int(analysis.totals[m])) for m in TOTAL_METRICS}
     exceeded = [m for m, (old, new) in totals.items() if new > growth_limit(old, tolerance)]
     return ModelDiff(analysis.model, recorded_settings(record), changes, unchanged, totals,

@@ -2,7 +2,7 @@
 GitHub Actions annotations, JUnit XML, CSV and Markdown.
 
 Pure functions of a :class:`~archstat.budget.checks.CheckReport` or a
-:class:`~archstat.snapshot.DiffReport`; nothing here counts anything and nothing prints.
+:class:`~archstat.snapshots.DiffReport`; nothing here counts anything and nothing prints.
 JSON, JUnit, GitHub and CSV output carry exact integers and are deterministic (no
 timestamps, no timings).
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from archstat import render
+from archstat.render import text
+from archstat.render.table import Column, Table, to_json, to_rich
 from archstat.units import format_percent, format_quantity
 
 CHECK_FORMATS = ("table", "json", "github", "junit")
@@ -28,28 +29,33 @@ def check_summary(report: Any) -> str:
             f"failed, {errors} {'error' if errors == 1 else 'errors'}")
 
 
-def _check_cells(result: Any) -> list[str]:
+def _check_row(result: Any) -> dict[str, str]:
     pct = result.headroom_pct
-    return [
-        result.label, result.metric or "(analysis)", result.limit_text,
-        "" if result.actual is None else result.show(result.actual),
-        "" if result.headroom is None else result.show(result.headroom),
-        "" if pct is None else ("-" if pct < 0 else "") + format_percent(abs(pct)),
-        _STATUS_TEXT[result.status],
-    ]
+    return {
+        "model": result.label, "metric": result.metric or "(analysis)",
+        "budget": result.limit_text,
+        "actual": "" if result.actual is None else result.show(result.actual),
+        "headroom": "" if result.headroom is None else result.show(result.headroom),
+        "headroom_pct": "" if pct is None else ("-" if pct < 0 else "") + format_percent(abs(pct)),
+        "status": _STATUS_TEXT[result.status],
+    }
 
 
-CHECK_HEADER = ["model", "metric", "budget", "actual", "headroom", "headroom %", "status"]
+CHECK_COLUMNS = [Column("model", "model"), Column("metric", "metric"),
+                 Column("budget", "budget"), Column("actual", "actual"),
+                 Column("headroom", "headroom"), Column("headroom_pct", "headroom %"),
+                 Column("status", "status")]
 
 
-def check_table(report: Any) -> Any:
-    """A rich Table, one row per limit, and the summary line under it."""
-    from rich.console import Group
-    from rich.text import Text
+def check_view(report: Any) -> Table:
+    """One row per limit, exact in each limit's own unit, and the summary line."""
+    return Table("results", "archstat check", CHECK_COLUMNS,
+                 [_check_row(r) for r in report.results], notes=[check_summary(report)])
 
-    rows = [_check_cells(r) for r in report.results]
-    return Group(render.rich_table(CHECK_HEADER, rows, title="archstat check"),
-                 Text(check_summary(report)))
+
+def check_table(report: Any, width: int | None = None) -> Any:
+    """A rich renderable: the table, and the summary line under it."""
+    return to_rich(check_view(report), width)
 
 
 def check_json(report: Any) -> str:
@@ -62,7 +68,7 @@ def check_json(report: Any) -> str:
         "headroom_pct": None if r.headroom_pct is None else float(r.headroom_pct),
         "status": r.status, "line": r.line, "message": r.message,
     } for r in report.results]
-    return render.to_json({"file": report.display, "passed": report.count("pass"),
+    return to_json({"file": report.display, "passed": report.count("pass"),
                            "failed": report.count("fail"), "errors": report.count("error"),
                            "exit_code": report.exit_code, "results": results})
 
@@ -115,80 +121,92 @@ def check_junit(report: Any) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
 
-def render_check(report: Any, fmt: str) -> Any:
-    """A CheckReport in one of CHECK_FORMATS: a rich Table for ``table``, text otherwise."""
-    renderers = {"table": check_table, "json": check_json, "github": check_github,
-                 "junit": check_junit}
+def render_check(report: Any, fmt: str, width: int | None = None) -> Any:
+    """A CheckReport in one of CHECK_FORMATS: a rich renderable for ``table``, text
+    otherwise."""
+    if fmt == "table":
+        return check_table(report, width)
+    renderers = {"json": check_json, "github": check_github, "junit": check_junit}
     return renderers[fmt](report)
 
 
 # --- diffs
 
-def diff_frame(report: Any) -> Any:
+_DIFF_METRICS = ("params", "flops", "activation_bytes")
+
+
+def diff_csv_table(report: Any) -> Table:
     """One row per changed, added or removed layer, then one ``total`` row per model:
     before/after pairs of params (elements), flops (the snapshot's convention) and
     activation_bytes (bytes); exact integers, 0 for a side that does not exist."""
-    import pandas as pd
-
-    metrics = ("params", "flops", "activation_bytes")
     rows = []
     for model in report.models:
         for c in model.changes:
             row = {"model": model.model, "change": c.change, "layer": c.name, "type": c.type}
-            for m in metrics:
+            for m in _DIFF_METRICS:
                 row[f"{m}_before"] = (c.before or {}).get(m, 0)
                 row[f"{m}_after"] = (c.after or {}).get(m, 0)
             rows.append(row)
         total = {"model": model.model, "change": "total", "layer": "", "type": ""}
-        for m in metrics:
+        for m in _DIFF_METRICS:
             total[f"{m}_before"], total[f"{m}_after"] = model.totals[m]
         rows.append(total)
-    columns = ["model", "change", "layer", "type",
-               *[f"{m}_{side}" for m in metrics for side in ("before", "after")]]
-    return pd.DataFrame(rows, columns=columns)
+    keys = ["model", "change", "layer", "type",
+            *[f"{m}_{side}" for m in _DIFF_METRICS for side in ("before", "after")]]
+    return Table("changes", "", [], rows, data_columns=keys)
 
 
 def _delta_cell(delta: int, unit: str = "") -> str:
     return _signed(delta, unit) if delta else "0"
 
 
-def diff_views(report: Any) -> tuple[tuple[list[str], list[list[str]]],
-                                     tuple[list[str], list[list[str]]]]:
-    """(header, rows) of the layer changes and of the totals, in human units."""
-    from archstat.snapshot import TOTAL_METRICS, growth_text
+def diff_views(report: Any) -> list[Table]:
+    """The layer changes (when any) and the totals, in human units."""
+    from archstat.snapshots import TOTAL_METRICS, growth_text
 
-    layer_header = ["model", "change", "layer", "type", "params", "flops", "activation"]
-    layer_rows = [[m.model, c.change, c.name or "(root)", c.type,
-                   _delta_cell(c.delta("params")), _delta_cell(c.delta("flops")),
-                   _delta_cell(c.delta("activation_bytes"), "B")]
-                  for m in report.models for c in m.changes]
-    total_header = ["model", "metric", "before", "after", "delta", "change", "status"]
-    total_rows = []
+    layers = [{"model": m.model, "change": c.change, "layer": c.name or "(root)",
+               "type": c.type, "params": _delta_cell(c.delta("params")),
+               "flops": _delta_cell(c.delta("flops")),
+               "activation": _delta_cell(c.delta("activation_bytes"), "B")}
+              for m in report.models for c in m.changes]
+    totals = []
     for m in report.models:
         for metric, (before, after) in m.totals.items():
             unit = TOTAL_METRICS[metric]
             status = (f"grew beyond {format_percent(m.tolerance, 4)}"
                       if metric in m.exceeded else "ok")
-            total_rows.append([m.model, metric, format_quantity(before, unit),
-                               format_quantity(after, unit), _delta_cell(after - before, unit),
-                               growth_text(before, after), status])
-    return (layer_header, layer_rows), (total_header, total_rows)
+            totals.append({"model": m.model, "metric": metric,
+                           "before": format_quantity(before, unit),
+                           "after": format_quantity(after, unit),
+                           "delta": _delta_cell(after - before, unit),
+                           "change": growth_text(before, after), "status": status})
+    title = (f"archstat diff against {report.baseline} (tolerance "
+             f"{format_percent(report.tolerance, 4)})")
+    views = [Table("totals", title, [Column(k, k) for k in
+                                     ("model", "metric", "before", "after", "delta", "change",
+                                      "status")], totals, notes=[diff_caption(report)])]
+    if layers:
+        views.insert(0, Table("changes", "changed layers", [
+            Column(k, k) for k in ("model", "change", "layer", "type", "params", "flops",
+                                   "activation")], layers))
+    return views
 
 
 def diff_caption(report: Any) -> str:
-    parts = [f"{m.model}: {len(m.changes)} layers differ, {m.unchanged} unchanged"
+    parts = [f"{m.model}: {text.plural(len(m.changes), 'layer')} "
+             f"{'differs' if len(m.changes) == 1 else 'differ'}, {m.unchanged} unchanged"
              for m in report.models]
     return "; ".join(parts)
 
 
-def diff_json(report: Any) -> str:
+def diff_data(report: Any) -> dict[str, Any]:
     """The full diff: per model its settings, totals (before, after, delta), the totals
     that exceeded the tolerance, and every differing layer with both sides."""
     models = []
     for m in report.models:
         models.append({
             "model": m.model,
-            "settings": {**m.settings, "input_shape": [list(s) for s in m.settings["input_shape"]]},
+            "settings": m.settings,
             "unchanged_layers": m.unchanged,
             "totals": {k: {"before": b, "after": a, "delta": a - b}
                        for k, (b, a) in m.totals.items()},
@@ -196,27 +214,6 @@ def diff_json(report: Any) -> str:
             "changes": [{"change": c.change, "layer": c.name, "type": c.type,
                          "before": c.before, "after": c.after} for c in m.changes],
         })
-    return render.to_json({"baseline": report.baseline,
-                           "tolerance_pct": format_percent(report.tolerance, 4).rstrip("%"),
-                           "notes": report.notes, "exit_code": report.exit_code,
-                           "models": models})
-
-
-def render_diff(report: Any, fmt: str) -> Any:
-    """A DiffReport in one of render.FORMATS (table, csv, json, markdown)."""
-    if fmt == "json":
-        return diff_json(report)
-    if fmt == "csv":
-        return render.to_csv(diff_frame(report))
-    (lh, lr), (th, tr) = diff_views(report)
-    title = f"archstat diff against {report.baseline} (tolerance " \
-            f"{format_percent(report.tolerance, 4)})"
-    if fmt == "markdown":
-        return (f"**{title}**\n\n" + (render.to_markdown(lh, lr) + "\n" if lr else "")
-                + render.to_markdown(th, tr) + f"\n{diff_caption(report)}\n")
-    from rich.console import Group
-
-    tables = [render.rich_table(th, tr, title=title, caption=diff_caption(report))]
-    if lr:
-        tables.insert(0, render.rich_table(lh, lr, title="changed layers"))
-    return Group(*tables)
+    return {"baseline": report.baseline,
+            "tolerance_pct": format_percent(report.tolerance, 4).rstrip("%"),
+            "notes": report.notes, "exit_code": report.exit_code, "models": models}

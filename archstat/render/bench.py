@@ -1,36 +1,23 @@
 """A :class:`~archstat.bench.harness.BenchReport` as text: CSV and JSON (exact, from
 the report) or human tables (rich, Markdown) with units in the headers. Nothing here
-measures or computes a statistic; it only selects, formats and labels."""
+measures or computes a statistic; it only selects, formats and labels. Its ``flops`` are
+the ``flops`` convention's (2 per multiply-add), and say so in every format."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
+from archstat.bench.harness import META_COLUMNS, BenchReport
+from archstat.render import text
+from archstat.render.table import Column, Table, to_json
 
-from archstat import render
-from archstat.bench.harness import BenchReport
-
-
-def _num(digits: int) -> Callable[[Any], str]:
-    """``digits`` significant digits, never in exponent form for large values."""
-    def fmt(value: Any) -> str:
-        if value is None:
-            return ""
-        return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
-
-    return fmt
-
-
-def _ratio(value: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3g}x"  # 3.03x, 0.00352x
+_num = text.significant
+_ratio = text.times
 
 
 def _opt(fmt: Callable[[Any], str]) -> Callable[[Any], str]:
-    return lambda v: "" if v is None else fmt(v)
+    return lambda v: "" if text.missing(v) else fmt(v)
 
 
 # results column -> (header, formatter); the order is the table's
@@ -42,13 +29,13 @@ _RESULTS = {
     "p99_ms": ("p99 ms", _num(4)),
     "std_ms": ("std ms", _num(3)),
     "samples_per_s": ("samples/s", _num(4)),
-    "flops": ("FLOPs", _opt(render.human)),
+    "flops": ("flops (flops)", _opt(text.human)),
     "tflops_achieved": ("TFLOP/s", _num(3)),
     "peak_pct": ("% peak", _num(3)),
     "roofline_ms": ("roofline ms", _num(3)),
-    "peak_memory_bytes": ("peak memory", _opt(render.human_bytes)),
+    "peak_memory_bytes": ("peak memory", _opt(text.human_bytes)),
     "latency_ratio": ("latency ratio", _ratio),
-    "flops_ratio": ("FLOPs ratio", _ratio),
+    "flops_ratio": ("flops ratio", _ratio),
     "compile_s": ("compile s", _num(3)),
     "iters": ("iters", str),
 }
@@ -58,19 +45,20 @@ _LAYERS = {
     "type": ("type", str),
     "time_ms": ("time ms", _num(4)),
     "time_pct": ("% time", _num(3)),
-    "flops": ("FLOPs", _opt(render.human)),
+    "flops": ("flops (flops)", _opt(text.human)),
     "gflops_achieved": ("GFLOP/s", _num(4)),
     "arithmetic_intensity": ("FLOP/byte", _num(3)),
     "bound": ("bound", lambda v: v or ""),
 }
 
 
-def _view(frame: pd.DataFrame, spec: dict[str, tuple[str, Callable[[Any], str]]],
-          keep: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells; a column with no value in any row is left out, unless kept."""
-    columns = [c for c in spec if c in keep or frame[c].notna().any()]
-    rows = [[spec[c][1](row[c]) for c in columns] for row in frame.to_dict("records")]
-    return [spec[c][0] for c in columns], rows
+def _table(key: str, title_: str, frame: Any, spec: dict[str, tuple[str, Any]],
+           keep: tuple[str, ...], notes: list[str] | None = None) -> Table:
+    """A column with no value in any row is left out, unless kept."""
+    rows = frame.to_dict("records")
+    shown = [c for c in spec if c in keep or any(not text.missing(r.get(c)) for r in rows)]
+    return Table(key, title_, [Column(c, spec[c][0], spec[c][1]) for c in shown], rows,
+                 notes=notes or [])
 
 
 def title(meta: dict[str, Any]) -> str:
@@ -81,7 +69,7 @@ def title(meta: dict[str, Any]) -> str:
             + "".join(f"  {f}" for f in flags))
 
 
-def caption(meta: dict[str, Any], results: pd.DataFrame) -> str:
+def caption(meta: dict[str, Any], results: Any) -> str:
     """What the numbers are, why some are empty, and each row's note."""
     lines = [f"{row['model']} batch {row['batch_size']}: {row['note']}"
              for row in results.to_dict("records") if row["note"]]
@@ -98,12 +86,19 @@ def caption(meta: dict[str, Any], results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def results_view(report: BenchReport) -> tuple[list[str], list[list[str]]]:
+def views(report: BenchReport, top: int = 10) -> list[Table]:
+    """The results, then each point's per-layer table (its ``top`` slowest rows; 0: all)."""
     frame = report.results
     keep = ("model", "batch_size", "median_ms", "samples_per_s", "flops", "iters")
     if frame["model"].nunique() < 2:  # ratios to itself say nothing
         frame = frame.assign(latency_ratio=None, flops_ratio=None)
-    return _view(frame, _RESULTS, keep)
+    tables = [_table("results", title(report.meta), frame, _RESULTS, keep,
+                     caption(report.meta, report.results).split("\n"))]
+    for entry in report.per_layer:
+        layers = entry["layers"].head(top) if top else entry["layers"]
+        tables.append(_table("layers", layers_title(entry, top), layers, _LAYERS,
+                             ("name", "type", "time_ms", "time_pct")))
+    return tables
 
 
 def layers_title(entry: dict[str, Any], top: int) -> str:
@@ -113,30 +108,31 @@ def layers_title(entry: dict[str, Any], top: int) -> str:
             f"({entry['plain_median_ms']:.4g} -> {entry['hooked_median_ms']:.4g} ms)")
 
 
-def layers_view(entry: dict[str, Any], top: int) -> tuple[list[str], list[list[str]]]:
-    frame = entry["layers"].head(top) if top else entry["layers"]
-    return _view(frame, _LAYERS, ("name", "type", "time_ms", "time_pct"))
+def data(report: BenchReport) -> dict[str, Any]:
+    out = {"meta": report.meta, "results": report.results.to_dict("records")}
+    if report.per_layer:
+        out["per_layer"] = [{**p, "layers": p["layers"].to_dict("records")}
+                            for p in report.per_layer]
+    return out
 
 
-def render_report(report: BenchReport, fmt: str, top: int = 10) -> Any:
-    """The report in one of render.FORMATS: text for csv/json/markdown, a rich
-    renderable for table. ``top`` limits the per-layer tables of the human formats
-    (0: all rows); CSV and JSON always carry every row."""
+def csv_table(report: BenchReport) -> Table:
+    """The results (or, with per-layer timings, the per-layer rows) with the metadata
+    columns appended to every row."""
+    frame = report.layers_frame() if report.per_layer else report.results
+    frame = frame.assign(**{c: report.meta[c] for c in META_COLUMNS})
+    return Table("results", "", [], frame.to_dict("records"), data_columns=list(frame.columns))
+
+
+def render_report(report: BenchReport, fmt: str, top: int = 10,
+                  width: int | None = None) -> Any:
+    """The report in ``fmt``: text for csv/json/markdown, a rich renderable for table.
+    ``top`` limits the per-layer tables of the human formats (0: all rows); CSV and JSON
+    always carry every row."""
+    from archstat.render.table import render_tables, to_csv
+
     if fmt == "csv":
-        return report.to_csv()
+        return to_csv(csv_table(report))
     if fmt == "json":
-        return report.to_json()
-    header, rows = results_view(report)
-    if fmt == "markdown":
-        parts = [f"**{title(report.meta)}**\n\n" + render.to_markdown(header, rows)
-                 + "\n" + caption(report.meta, report.results).replace("\n", "  \n") + "\n"]
-        parts += [f"\n**{layers_title(e, top)}**\n\n" + render.to_markdown(*layers_view(e, top))
-                  for e in report.per_layer]
-        return "".join(parts)
-    from rich.console import Group
-
-    tables = [render.rich_table(header, rows, title=title(report.meta),
-                                caption=caption(report.meta, report.results))]
-    tables += [render.rich_table(*layers_view(e, top), title=layers_title(e, top))
-               for e in report.per_layer]
-    return Group(*tables)
+        return to_json(data(report))
+    return render_tables(views(report, top), fmt, width=width)

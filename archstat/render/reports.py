@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archstat import render
 from archstat.errors import ArchstatError
 from archstat.files import atomic_write
+from archstat.render import render
 
 #: ``analyzer(model, convention="macs")``: a memoised :func:`archstat.analyze` at the
 #: model's default input, batch 1, float32.
@@ -111,7 +111,7 @@ def _input(model: str) -> str:
 
 
 def _layers_csv(model: str) -> Callable[[Analyzer], str]:
-    return lambda analyzer: analyzer(model).to_csv()
+    return lambda analyzer: render(analyzer(model), "csv")
 
 
 def _styled_csv(model: str, style: str, convention: str) -> Callable[[Analyzer], str]:
@@ -121,7 +121,7 @@ def _styled_csv(model: str, style: str, convention: str) -> Callable[[Analyzer],
 
         table = (lecture_table if style == "lecture" else paper_table)(
             analyzer(model, convention=convention))
-        return render.render_table(table, "csv")
+        return render(table, "csv")
 
     return build
 
@@ -130,18 +130,18 @@ def _bottleneck_csv(model: str, level: str) -> Callable[[Analyzer], str]:
     def build(_analyzer: Analyzer) -> str:
         from archstat.bottlenecks import bottleneck
 
-        return bottleneck(model, level=level).to_csv(level)
+        return render(bottleneck(model, level=level), "csv", level=level)
 
     return build
 
 
 def _compare_csv(models: Sequence[str] | None, stages: bool = False) -> Callable[[Analyzer], str]:
     def build(analyzer: Analyzer) -> str:
-        from archstat.compare import compare, comparison_tables
+        from archstat.compare import compare
         from archstat.zoo import list_models
 
         result = compare([analyzer(m) for m in models or list_models()])
-        return render.render_tables(comparison_tables(result, stages_first=stages), "csv")
+        return render(result, "csv", stages_first=stages)
 
     return build
 
