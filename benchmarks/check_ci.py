@@ -10,7 +10,6 @@ Prints the best of --repeat wall-clock times, in seconds; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,8 +26,8 @@ def main() -> None:
     repeat = parser.parse_args().repeat
 
     import archstat
-    from archstat import render
     from archstat.budget.checks import run_checks
+    from archstat.render.table import to_json
     from archstat.snapshots import align_layers, diff, snapshot
     from archstat.zoo import list_models
 
@@ -42,7 +41,7 @@ def main() -> None:
         baseline = Path(tmp) / "zoo.json"
         baseline.write_text(to_json(snapshot(models)))
         print(f"diff of the zoo against it: {best_of(repeat, lambda: diff(baseline)):.2f} s")
-    layers = render(json.loads(archstat.analyze("resnet152"), "json"))["layers"]
+    layers = archstat.analyze("resnet152").data()["layers"]
     grown = layers[:200] + [dict(layers[200], name="inserted")] + layers[200:]
     changes, unchanged = align_layers(layers, grown)
     assert len(changes) == 1 and unchanged == len(layers)
