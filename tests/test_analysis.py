@@ -201,3 +201,19 @@ def test_hub_specs_say_which_package_is_missing(spec) -> None:
     else:
         with pytest.raises(ArchstatError, match=f"needs the {package} package"):
             archstat.analyze(spec)
+
+
+def test_a_trace_leaves_no_global_module_hook_behind() -> None:
+    """The tracer's hooks are global while it runs; after a trace, a failed one and a
+    training one, torch sees none (else torch.compile warns on every later call)."""
+    from torch.nn.modules import module as torch_module
+
+    class Fails(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("boom")
+
+    archstat.analyze("lenet5")
+    archstat.analyze(nn.Linear(4, 2), (4,), train=True)
+    with pytest.raises(ArchstatError):
+        archstat.analyze(Fails(), (4,))
+    assert not torch_module._has_any_global_hook()

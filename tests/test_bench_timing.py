@@ -199,7 +199,7 @@ def test_device_settings_turn_cudnn_benchmark_on_for_cuda_and_restore() -> None:
     assert torch.get_num_threads() == before_threads
     with device_settings("cpu", threads=None) as threads:
         assert threads == before_threads and torch.backends.cudnn.benchmark == before_flag
-    with pytest.raises(ArchstatError, match="--threads"), device_settings("cpu", 0):
+    with pytest.raises(ArchstatError, match="`threads`"), device_settings("cpu", 0):
         pass
 
 

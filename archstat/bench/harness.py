@@ -112,8 +112,8 @@ def benchmark(
     if dtype not in DTYPES:
         raise ArchstatError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if per_layer and compile:
-        raise ArchstatError("--per-layer times eager modules with hooks; it cannot be "
-                            "combined with --compile")
+        raise ArchstatError("`per_layer` times eager modules with hooks; it cannot be "
+                            "combined with `compile`")
     if not models:
         raise ArchstatError("name at least one model to benchmark")
     target = resolve_device(device)
@@ -146,13 +146,13 @@ def benchmark(
 
 def _policy(warmup: int, iters: int | None, min_time: float | None) -> Policy:
     if iters is not None and min_time is not None:
-        raise ArchstatError("give --iters or --min-time, not both")
+        raise ArchstatError("give `iters` or `min_time`, not both")
     if warmup < 0:
-        raise ArchstatError(f"--warmup must be 0 or more, not {warmup}")
+        raise ArchstatError(f"`warmup` must be 0 or more, not {warmup}")
     if iters is not None and iters <= 0:
-        raise ArchstatError(f"--iters must be a positive integer, not {iters}")
+        raise ArchstatError(f"`iters` must be a positive integer, not {iters}")
     if min_time is not None and not min_time > 0:
-        raise ArchstatError(f"--min-time must be a positive number of seconds, not {min_time}")
+        raise ArchstatError(f"`min_time` must be a positive number of seconds, not {min_time}")
     return Policy(warmup=warmup, iters=iters,
                   min_time_s=min_time if min_time is not None else Policy.min_time_s)
 
@@ -168,8 +168,8 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not available:
         why = ("this torch build has no CUDA support" if torch.version.cuda is None
                else "torch sees no CUDA device")
-        raise ArchstatError(f"--device cuda: CUDA is not available ({why}, torch "
-                            f"{torch.__version__}); use --device cpu")
+        raise ArchstatError(f"`device` cuda: CUDA is not available ({why}, torch "
+                            f"{torch.__version__}); use `device` cpu")
     return device
 
 
@@ -179,7 +179,7 @@ def device_settings(device: str, threads: int | None) -> Iterator[int]:
     (cuDNN picks the fastest kernel for each input shape during warm-up); both restored
     on exit. Yields the thread count in use."""
     if threads is not None and threads <= 0:
-        raise ArchstatError(f"--threads must be a positive integer, not {threads}")
+        raise ArchstatError(f"`threads` must be a positive integer, not {threads}")
     old_threads, old_benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     try:
         if threads is not None:

@@ -36,7 +36,7 @@ def parse_size(text: str) -> tuple[int, int]:
     """``1600x900`` -> (1600, 900) pixels; ArchstatError for anything else."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ArchstatError(f"--size is WIDTHxHEIGHT in pixels, e.g. 1600x900, not {text!r}")
+        raise ArchstatError(f"`size` is WIDTHxHEIGHT in pixels, e.g. 1600x900, not {text!r}")
     return int(parts[0]), int(parts[1])
 COLOURS = {"conv": "#4C72B0", "pool": "#DD8452", "fc": "#55A868", "flatten": "#8C8C8C",
            "other": "#C44E52"}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -601,6 +601,21 @@ def _training_flags(model: nn.Module, train: bool):
             module.training = flag
 
 
+
+@contextmanager
+def _global_post_hook(hook: Callable[..., Any]) -> Iterator[None]:
+    """A forward hook on every module, called with kwargs and on exceptions too. torch's
+    handle forgets the ``with_kwargs`` entry it made (torch 2.13/2.14), which would leave
+    ``torch.compile`` warning of global hooks after every trace; it is removed here."""
+    from torch.nn.modules import module as torch_module
+
+    handle = register_module_forward_hook(hook, with_kwargs=True, always_call=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+        torch_module._global_forward_hooks_with_kwargs.pop(handle.id, None)
+
 def trace(
     model: nn.Module,
     args: tuple[Any, ...],
@@ -660,8 +675,7 @@ def trace(
         for (name, p), key in zip(model.named_parameters(), param_storage.values(), strict=True)})
     with ExitStack() as stack:
         stack.enter_context(register_module_forward_pre_hook(recorder.pre_hook))
-        stack.enter_context(register_module_forward_hook(recorder.post_hook, with_kwargs=True,
-                                                         always_call=True))
+        stack.enter_context(_global_post_hook(recorder.post_hook))
         if not real:
             stack.enter_context(cpupath.as_cpu())
         stack.enter_context(_attributes_kept(model))
