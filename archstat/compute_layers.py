@@ -315,14 +315,24 @@ def is_chain(trace: Trace, layers: Sequence[ComputeLayer]) -> bool:
 
 
 def weight_depth(trace: Trace, events: Iterable[int]) -> int:
-    """The longest path through conv and fc ops among ``events``, following the data
-    flow: GoogLeNet is 22 deep, VGG-16 16, ResNet-50 50 (a skip connection is shorter)."""
+    """The longest path through conv, fc and recurrent layers among ``events``, following
+    the data flow: GoogLeNet is 22 deep, VGG-16 16, ResNet-50 50 (a skip connection is
+    shorter). A recurrent module call counts once, as in the layer count, however its
+    kernel unrolls in time (a GRU on the CPU runs a matmul chain per time step)."""
     level: dict[int, int] = {}  # tensor serial -> weight layers on the longest path to it
+    made_in: dict[int, int] = {}  # tensor serial -> the recurrent record that made it
+    unit: dict[int, int] = {}  # recurrent record -> its depth
     deepest = 0
     for index in sorted(set(events)):
         event = trace.events[index]
-        depth = max((level.get(s, 0) for s in event.inputs), default=0)
-        depth += op_kind(event.op) in ("conv", "linear")
+        if _TYPE_KINDS.get(trace.records[event.record].type) == "rnn":
+            outside = max((level.get(s, 0) for s in event.inputs
+                           if made_in.get(s) != event.record), default=0)
+            depth = unit[event.record] = max(unit.get(event.record, 0), outside + 1)
+            made_in.update(dict.fromkeys(event.outputs, event.record))
+        else:
+            depth = max((level.get(s, 0) for s in event.inputs), default=0)
+            depth += op_kind(event.op) in ("conv", "linear")
         for serial in event.outputs:
             level[serial] = depth
         deepest = max(deepest, depth)

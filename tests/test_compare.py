@@ -8,6 +8,7 @@ import io
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import archstat
@@ -184,3 +185,55 @@ def test_one_model_is_a_usage_error_and_both_cuts_are_labelled(capsys) -> None:
     assert "two or more models" in capsys.readouterr().err
     both = compare_models(["googlenet", "vgg16"], until_resolution=28, until=["conv3"])
     assert both.cut == "down to 28x28 and until conv3"
+
+
+class _Recurrent(torch.nn.Module):
+    """An embedding, a recurrent layer and an fc head on the last time step."""
+
+    def __init__(self, cell: type, hidden: int) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(1000, 128)
+        self.rnn = cell(128, hidden, batch_first=True)
+        self.fc = torch.nn.Linear(hidden, 10)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(self.emb(tokens))[0][:, -1])
+
+
+class LSTMNet(_Recurrent):
+    def __init__(self) -> None:
+        super().__init__(torch.nn.LSTM, 256)
+
+
+class GRUNet(_Recurrent):
+    def __init__(self) -> None:
+        super().__init__(torch.nn.GRU, 192)
+
+
+def test_sequence_models_compare_as_sequences() -> None:
+    """An LSTM and a GRU over 32 tokens. By hand: the LSTM holds 4 gates x 256 x (128 +
+    256) weights and 2 x 4 x 256 biases and does the weights' MACs at each of the 32
+    steps; the GRU 3 gates x 192 x (128 + 192) and 2 x 3 x 192. Each is two weight layers
+    deep (the recurrent layer and the fc head, the GRU's unrolled matmul chain counting
+    once), every layer sits at resolution 1 (no hidden size read as a side), and the
+    findings' ratios read as the table's."""
+    from archstat.render import text
+    from archstat.render.compare import finding_text
+
+    tokens = "32:int64:0..999"
+    lstm, gru = archstat.analyze(LSTMNet(), tokens), archstat.analyze(GRUNet(), tokens)
+    result = compare([lstm, gru])
+    rows = {row["model"]: row for row in result.total_rows}
+    lstm_row, gru_row = (rows[a.model] for a in (lstm, gru))
+    emb = 1000 * 128
+    assert lstm_row["params"] == emb + 4 * 256 * 384 + 2 * 4 * 256 + 256 * 10 + 10
+    assert gru_row["params"] == emb + 3 * 192 * 320 + 2 * 3 * 192 + 192 * 10 + 10
+    assert lstm_row["flops"] == 32 * 4 * 256 * 384 + 256 * 10
+    assert gru_row["flops"] == 32 * 3 * 192 * 320 + 192 * 10
+    for row in (lstm_row, gru_row):
+        assert (row["layers"], row["depth"]) == (2, 2)
+    assert [row["stage"] for row in result.stage_rows] == [1]
+    (params,) = [f for f in result.findings if f.kind == "params"]
+    sentence = finding_text(params, "MACs")
+    assert f"has {text.ratio(gru_row['params_ratio'])} the params" in sentence
+    assert "1 fc layer holds 2.57K (<1%)" in sentence  # 2,570 of 525,834: 0.49%

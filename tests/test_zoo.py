@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from archstat.zoo import get_model, get_model_info, list_models
-from archstat.zoo.googlenet import PAPER_TABLE1, TABLE1, TABLE1_MODULES
+from archstat.zoo.googlenet import TABLE1, TABLE1_MODULES
 from archstat.zoo.vgg import cfgs as vgg_cfgs
 
 ALL_MODELS = list_models()
@@ -88,21 +89,29 @@ def _linear(fin: int, fout: int) -> int:
     return fout * fin + fout
 
 
+def _weight_layers(model: nn.Module) -> list[int]:
+    """Parameters of each conv and linear layer, in order (none of these models has
+    trainable parameters elsewhere, except in BatchNorm)."""
+    return [_params(m) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 def test_alexnet_params_by_hand():
+    # Krizhevsky 2014's single-tower widths (torchvision's layout) at 227x227: conv1-conv5,
+    # then fc6-fc8 on the 256 x 6 x 6 map.
     by_hand = [
-        _conv(3, 64, 11),  # 23,296
-        _conv(64, 192, 5),  # 307,392
-        _conv(192, 384, 3),  # 663,936
-        _conv(384, 256, 3),  # 884,992
-        _conv(256, 256, 3),  # 590,080
-        _linear(9216, 4096),  # 37,752,832
-        _linear(4096, 4096),  # 16,781,312
-        _linear(4096, 1000),  # 4,097,000
+        _conv(3, 64, 11),
+        _conv(64, 192, 5),
+        _conv(192, 384, 3),
+        _conv(384, 256, 3),
+        _conv(256, 256, 3),
+        _linear(256 * 6 * 6, 4096),
+        _linear(4096, 4096),
+        _linear(4096, 1000),
     ]
-    assert by_hand == [
-        23_296, 307_392, 663_936, 884_992, 590_080, 37_752_832, 16_781_312, 4_097_000
-    ]  # fmt: skip
-    assert sum(by_hand) == 61_100_840 == _params(_build("alexnet"))
+    model = _build("alexnet")
+    assert _weight_layers(model) == by_hand
+    # torchvision's documented "num_params" for alexnet (AlexNet_Weights.IMAGENET1K_V1)
+    assert sum(by_hand) == _params(model) == 61_100_840
 
 
 def test_alexnet2012_params_by_hand():
@@ -132,14 +141,32 @@ def test_zfnet_spatial_sizes():
     assert sum(convs + fcs) == _params(model)
 
 
+# LeCun et al. 1998, Section II.B: trainable parameters per layer, as printed. Their sum
+# is the paper's "60,000 trainable free parameters"; the RBF output units are fixed.
+LENET5_PAPER = {"C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164}
+
+
 def test_lenet5_params_by_hand():
     by_hand = _conv(1, 6, 5) + _conv(6, 16, 5) + _linear(400, 120) + _linear(120, 84)
     by_hand += _linear(84, 10)
-    assert by_hand == 61_706 == _params(_build("lenet5"))
-    # The paper's 60,000 with its partial C3 (1,516), trainable S2/S4 (12 + 32) and an
-    # 84 x 10 RBF output without bias.
-    paper = 156 + 12 + 1_516 + 32 + 48_120 + 10_164
-    assert paper == get_model_info("lenet5").reference["paper_params"]
+    model = _build("lenet5")
+    assert by_hand == 61_706 == _params(model)
+    c1, c3, c5, f6, output = _weight_layers(model)
+    # C1, C5 and F6 are the paper's layers
+    assert (c1, c5, f6) == (LENET5_PAPER["C1"], LENET5_PAPER["C5"], LENET5_PAPER["F6"])
+    # Table I connects C3's 16 maps to 3, 4 or 6 of S2's 6 maps: 6x3 + 9x4 + 1x6 = 60 5x5
+    # kernels where ours has 16 x 6 = 96; the 16 biases are the same.
+    assert LENET5_PAPER["C3"] == (6 * 3 + 9 * 4 + 1 * 6) * 25 + 16
+    assert c3 - LENET5_PAPER["C3"] == (16 * 6 - 60) * 25 == 900
+    # S2 and S4 had a trainable coefficient and bias per map; ours are plain average pools.
+    assert (LENET5_PAPER["S2"], LENET5_PAPER["S4"]) == (2 * 6, 2 * 16)
+    pools = [m for m in model.modules() if isinstance(m, nn.AvgPool2d)]
+    assert len(pools) == 2 and not any(_params(m) for m in pools)
+    # The output: a linear layer with biases in place of 84 x 10 fixed RBF centres.
+    assert output == 84 * 10 + 10
+    paper = sum(LENET5_PAPER.values())
+    assert paper == 60_000 == _params(model) - 900 + 12 + 32 - output
+    assert get_model_info("lenet5").reference["paper_params"] == paper
 
 
 # VGG: Table 1 of Simonyan and Zisserman, weight layers = convs + 3 fc.
@@ -160,7 +187,8 @@ def test_vgg_cfgs_match_paper(config, convs):
 
 
 def test_vgg16_params_by_hand():
-    widths = [3] + [v for v in vgg_cfgs["D"] if v != "M"]
+    # configuration D of Table 1, written out: 2 x 64, 2 x 128, 3 x 256, 3 x 512, 3 x 512
+    widths = [3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
     convs = sum(_conv(a, b, 3) for a, b in zip(widths[:-1], widths[1:], strict=True))
     fcs = _linear(25088, 4096) + _linear(4096, 4096) + _linear(4096, 1000)
     assert convs + fcs == 138_357_544 == _params(_build("vgg16"))
@@ -240,6 +268,18 @@ def test_googlenet_inception_outputs(name):
     assert [s[-1] for s in stem.values()] == [112, 56, 56, 28]
 
 
+# Table 1's "params" (K) and "ops" (M) columns, copied again as printed, so the test does not
+# read the zoo's copy back.
+GOOGLENET_PRINTED = {
+    "convolution 7x7/2": (2.7, 34), "convolution 3x3/1": (112, 360),
+    "inception (3a)": (159, 128), "inception (3b)": (380, 304),
+    "inception (4a)": (364, 73), "inception (4b)": (437, 88), "inception (4c)": (463, 100),
+    "inception (4d)": (580, 119), "inception (4e)": (840, 170),
+    "inception (5a)": (1072, 54), "inception (5b)": (1388, 71),
+    "linear": (1000, 1),
+}  # fmt: skip
+
+
 def test_googlenet_table1_against_configuration():
     """Table 1's params (in K = 1024 weights, no biases) and ops (multiply-adds, M = 1e6)
     against the configuration; the cells the model file documents as wrong must stay so."""
@@ -251,9 +291,13 @@ def test_googlenet_table1_against_configuration():
         ("inception (4c)", "params"),
         ("inception (5a)", "params"), ("inception (5a)", "ops"),
     }  # fmt: skip
-    assert get_model_info("googlenet").reference["paper_table1"] == PAPER_TABLE1
+    table1 = {
+        row: {"params": round(k * 1000), "ops": m * 1_000_000}
+        for row, (k, m) in GOOGLENET_PRINTED.items()
+    }
+    assert get_model_info("googlenet").reference["paper_table1"] == table1
     wrong = set()
-    for row, printed in PAPER_TABLE1.items():
+    for row, printed in table1.items():
         weights = ops = 0
         for name in TABLE1_MODULES[row]:
             for p in model.get_submodule(name).parameters():
@@ -342,12 +386,47 @@ def test_resnet18_params_by_hand():
     assert total == 11_689_512 == _params(_build("resnet18"))
 
 
-def test_resnet_paper_flops_recorded():
-    assert {n: get_model_info(n).reference["paper_flops"] for n in list_models("resnet")} == {
-        "resnet18": 1.8e9,
-        "resnet34": 3.6e9,
-        "resnet50": 3.8e9,
-        "resnet101": 7.6e9,
-        "resnet152": 11.3e9,
-        "resnet50_v1": 3.8e9,
-    }
+def _torch_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of one image as torch's own FlopCounterMode counts them (2 FLOPs per
+    multiply-add), on the meta device: no archstat code involved."""
+    with torch.device("meta"), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.empty(1, *input_shape))
+    return counter.get_total_flops() // 2
+
+
+# depth: (He et al. Table 1's "FLOPs" row, multiply-adds to one decimal of 10^9;
+#         torchvision's documented "GFLOPS" of the same depth, its `_ops` in
+#         torchvision/models/resnet.py: multiply-adds at 224x224 in its v1.5 layout)
+RESNET_FLOPS = {
+    18: (1.8e9, 1.814),
+    34: (3.6e9, 3.664),
+    50: (3.8e9, 4.089),
+    101: (7.6e9, 7.801),
+    152: (11.3e9, 11.514),
+}
+
+
+@pytest.mark.parametrize(
+    "depth", [18, 34, 50, *(pytest.param(d, marks=pytest.mark.slow) for d in (101, 152))]
+)
+def test_resnet_flops_against_table1_and_torchvision(depth):
+    table1, torchvision_gflops = RESNET_FLOPS[depth]
+    name = f"resnet{depth}"
+    v15 = _torch_macs(_build(name), (3, 224, 224))
+    assert round(v15 / 1e9, 3) == torchvision_gflops
+    v1 = v15  # basic blocks (18, 34) have no 1x1 to put the stride on
+    if depth >= 50:
+        # The paper strides the first 1x1 of a downsampling bottleneck. In the first block
+        # of conv3_x..conv5_x that 1x1 (2w -> w channels) then runs on the output map of
+        # side d, not on the input of side 2d: 2 w^2 d^2 multiply-adds instead of
+        # 8 w^2 d^2, where w^2 d^2 = 64^2 x 56^2 in every stage.
+        v1 = _torch_macs(_build(name, stride_in_1x1=True), (3, 224, 224))
+        assert v15 - v1 == 3 * (8 - 2) * 64**2 * 56**2
+    # Table 1's figures fit the paper's layout to within its last printed digit, and they
+    # are what the zoo records for the paper notes.
+    assert v1 == pytest.approx(table1, abs=0.1e9)
+    assert get_model_info(name).reference["paper_flops"] == table1
+    if depth == 50:
+        assert v15 != pytest.approx(table1, abs=0.1e9)  # why the zoo has resnet50_v1
+        assert _torch_macs(_build("resnet50_v1"), (3, 224, 224)) == v1
+        assert get_model_info("resnet50_v1").reference["paper_flops"] == table1

@@ -37,7 +37,10 @@ def title(comparison: Any) -> str:
 
 
 def _share(part: int, whole: int) -> str:
-    return f"{part / whole:.0%}" if whole else "-"
+    """A percentage; a share that rounds to 0% but is not zero reads ``<1%``."""
+    if not whole:
+        return "-"
+    return "<1%" if 0 < part / whole < 0.005 else f"{part / whole:.0%}"
 
 
 def finding_text(finding: Any, unit: str) -> str:
