@@ -1,6 +1,6 @@
 """Snapshots of per-layer analyses, and layer-by-layer diffs of models against them.
 
-A snapshot is JSON: ``{"archstat_snapshot": 1, "archstat_version", "torch_version",
+A snapshot is JSON: ``{"archstat_snapshot": 2, "archstat_version", "torch_version",
 "models": [Analysis.data(), ...]}``, so it holds every layer's ``params``
 (elements), ``activation_bytes`` (bytes) and ``flops`` (in the unit of the recorded
 ``convention``). A diff re-analyses each model with the recorded input, batch,

@@ -186,8 +186,13 @@ def human(value: Any, unit: str = "", base: int = 1000, digits: int = 3) -> str:
     while abs(scaled) >= base and index < len(prefixes) - 1:
         scaled /= base
         index += 1
-    prefix = prefixes[index] + ("i" if base == 1024 and index else "")
     exact = index == 0 and float(value).is_integer()
+    # 999,999 rounds to 1000K at 3 digits (printed 1e+03K): that is 1M
+    if (not exact and abs(float(f"{scaled:.{digits}g}")) >= min(base, 10**digits)
+            and index < len(prefixes) - 1):
+        scaled /= base
+        index += 1
+    prefix = prefixes[index] + ("i" if base == 1024 and index else "")
     text = str(int(value)) if exact else f"{scaled:.{digits}g}"
     return f"{text}{prefix}{unit}"
 

@@ -229,3 +229,18 @@ def test_budget_baseline_with_other_settings_is_an_error(tmp_path, capsys) -> No
     assert ":3: budget 1 (lenet5) baseline: " in err
     assert "holds lenet5 at input 1x32x32, batch 2," in err
     assert "this budget analyses it at input 1x32x32, batch 1," in err
+
+
+def test_training_budget_baseline_diffs_the_inference_forward(tmp_path, capsys) -> None:
+    """A snapshot is of the inference forward; a budget that also limits training FLOPs
+    diffs that forward against it, not the training trace (whose saved activations made
+    an unchanged model fail its baseline)."""
+    take(tmp_path, capsys, "alexnet", input=None)  # its dropout masks exist in training
+    budgets = tmp_path / "archstat.toml"
+    budgets.write_text('[[budget]]\nmodel = "alexnet"\nbaseline = "baseline.json"\n'
+                       'max_train_flops = "10G"\n')
+    code, out, _ = run(capsys, "check", str(budgets), "-f", "json")
+    results = {r["metric"]: r for r in json.loads(out)["results"]}
+    assert code == 0, out
+    assert results["peak_activation_bytes vs baseline"]["status"] == "pass"
+    assert results["train_step_flops"]["status"] == "pass"

@@ -12,6 +12,8 @@ from archstat.errors import ArchstatError
 from archstat.units import (
     format_percent,
     format_quantity,
+    human,
+    human_bytes,
     parse_int_list,
     parse_percent,
     parse_quantity,
@@ -113,3 +115,15 @@ def test_percent() -> None:
         parse_percent("half")
     with pytest.raises(ArchstatError, match="non-negative"):
         parse_percent(-1)
+
+
+@pytest.mark.parametrize(("value", "decimal", "binary"), [
+    (999_999, "1M", "977KiB"),  # rounds up to the next prefix, never "1e+03K"
+    (999_499, "999K", "976KiB"),
+    (1_047_552, "1.05M", "0.999MiB"),  # 1023 KiB: "1.02e+03KiB" before
+    (1_024_000, "1.02M", "0.977MiB"),
+    (999.5, "1K", "0.976KiB"),
+    (1000, "1K", "1000B"),  # a whole number of bytes below 1 KiB stays exact
+])
+def test_human_rounds_into_the_next_prefix(value: float, decimal: str, binary: str) -> None:
+    assert (human(value), human_bytes(value)) == (decimal, binary)

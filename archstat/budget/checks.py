@@ -175,6 +175,13 @@ def evaluate(entry: BudgetEntry, snapshots: dict[Path, Snapshot] | None = None) 
         return [_error(entry, "model", _reason(exc))]
     results = compare(entry.label, budget_metrics(analysis), entry.limits, analysis)
     if entry.baseline is not None:
+        if entry.train:  # a snapshot is of the inference forward: diff that one
+            try:
+                analysis = analyze(entry.model, input_shape=entry.input_shape,
+                                   batch=entry.batch, convention=entry.convention,
+                                   dtype=entry.dtype)
+            except Exception as exc:
+                return [*results, _error(entry, "baseline", _reason(exc))]
         results += _against_baseline(entry, analysis, snapshots if snapshots is not None else {})
     return results
 

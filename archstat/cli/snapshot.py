@@ -46,8 +46,8 @@ def diff(
     models: Annotated[list[str] | None, typer.Argument(
         help="Models to compare. Default: every model in BASELINE.", show_default=False)] = None,
     tolerance: Annotated[str, typer.Option(
-        "--tolerance", "-t", help="Growth of a total (flops, params, activation bytes) that "
-        "still passes, in percent, e.g. 0.5%.")] = "0%",
+        "--tolerance", "-t", help="Growth of a total (flops, params, activation bytes, "
+        "peak activation bytes) that still passes, in percent, e.g. 0.5%.")] = "0%",
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
 ) -> None:

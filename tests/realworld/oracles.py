@@ -11,8 +11,9 @@ None of these reads archstat's trace or tables: each runs the model itself, with
   (``ParamReads``), the oracle for "parameters the forward uses".
 * ``fvcore_flops``: fvcore's ``FlopCountAnalysis`` (TorchScript tracing), in total and
   per top-level module, where fvcore can trace the model.
-* memory: allocator-level measurements on a subset of the corpus belong here (issue 10,
-  section 4: the profiler's ``[memory]`` events on the CPU); not written yet.
+* memory: real CPU runs of a subset of the corpus, measured by
+  :func:`archstat.realrun.measure_peaks` (a storage watch and the profiler's ``[memory]``
+  events); see test_corpus.test_memory_estimates_against_real_cpu_runs.
 
 Per-module figures are keyed by the top-level child's name, with ``""`` for the ops the
 root module runs itself (residual adds, reshapes and heads written in its ``forward``).
