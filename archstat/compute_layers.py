@@ -83,12 +83,18 @@ class ComputeLayer:
     leaf: bool = True  # the layer is a module (not functional code of a container)
     events: list[int] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)  # module paths of all its records
+    #: for a layer on a gating path (an SE block's fc layers), the larger side of the
+    #: map its result scales (see :func:`gating_paths`), else None
+    gates: int | None = None
 
     @property
     def resolution(self) -> int:
         """The larger spatial side of the output; 1 for a vector (fc, flatten output) or a
         sequence (an fc or recurrent layer's N x L x D output, whose last side is features,
-        not space)."""
+        not space). A layer on a gating path sits at the resolution of the map it scales:
+        an SE block's fc layers belong to their block's stage, not to the classifier's."""
+        if self.gates is not None:
+            return self.gates
         shape = self.output_shape or ()
         spatial = len(shape) > 3 or (len(shape) == 3 and self.kind in ("conv", "pool"))
         return max(shape[2:]) if spatial else 1
@@ -294,7 +300,61 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
                 layer.backward_flops += (counts[index]["backward_flops"]
                                          + counts[index]["recompute_flops"])
             layer.activation_bytes += sum(trace.events[i].allocated for i in piece.events)
+    gating = gating_paths(trace)
+    for layer in layers:
+        sides = [gating[i] for i in layer.events if i in gating]
+        if sides and layer.output_shape and _pooled(layer.output_shape):
+            layer.gates = max(sides)
     return layers
+
+
+_MULS = frozenset({aten.mul, aten.mul_})
+
+
+def gate_input(trace: Trace, event: OpEvent) -> int | None:
+    """For a multiply that scales a spatial map by a per-channel factor (N x C x 1 x 1
+    broadcast over N x C x H x W: squeeze-and-excitation), the factor's serial."""
+    if event.packet not in _MULS or len(event.inputs) != 2 or not event.outputs:
+        return None
+    out = trace.tensors[event.outputs[0]].shape
+    if len(out) < 3 or math.prod(out[2:]) == 1:
+        return None
+    for serial in event.inputs:
+        shape = trace.tensors[serial].shape
+        if len(shape) == len(out) and math.prod(shape[2:]) == 1:
+            return serial
+    return None
+
+
+def _pooled(shape: tuple[int, ...]) -> bool:
+    """A vector, or a map squeezed to 1 x 1: what a gating path computes on."""
+    return len(shape) <= 2 or math.prod(shape[2:]) == 1
+
+
+def gating_paths(trace: Trace) -> dict[int, int]:
+    """Forward event index -> the larger side of the map its result gates, for the ops
+    between a global pool and a per-channel multiply (an SE block: pool, fc, activation,
+    fc, sigmoid, then the map scaled channel by channel). Walks back from each gating
+    multiply's factor through ops whose outputs are vectors or 1 x 1 maps, down to and
+    including the pool that squeezed the map."""
+    producer = {serial: index for index, event in enumerate(trace.events)
+                for serial in event.outputs}
+    gating: dict[int, int] = {}
+    for event in trace.events:
+        serial = gate_input(trace, event)
+        if serial is None:
+            continue
+        side = max(trace.tensors[event.outputs[0]].shape[2:])
+        stack = [serial]
+        while stack:
+            index = producer.get(stack.pop())
+            if index is None or index in gating:
+                continue
+            gating[index] = side
+            stack += [s for s in trace.events[index].inputs
+                      if trace.tensors[s].role == "activation"
+                      and _pooled(trace.tensors[s].shape)]
+    return gating
 
 
 def is_chain(trace: Trace, layers: Sequence[ComputeLayer]) -> bool:
@@ -318,10 +378,15 @@ def weight_depth(trace: Trace, events: Iterable[int]) -> int:
     """The longest path through conv, fc and recurrent layers among ``events``, following
     the data flow: GoogLeNet is 22 deep, VGG-16 16, ResNet-50 50 (a skip connection is
     shorter). A recurrent module call counts once, as in the layer count, however its
-    kernel unrolls in time (a GRU on the CPU runs a matmul chain per time step)."""
+    kernel unrolls in time (a GRU on the CPU runs a matmul chain per time step). A gating
+    path's layers (an SE block's fc layers, see :func:`gating_paths`) do not deepen the
+    map they scale: SE-ResNet-50 is 50 deep, as its name says; nor does a conv that
+    predicts where to sample (a deformable conv's offset conv, whose output is
+    ``grid_sample``'s grid)."""
     level: dict[int, int] = {}  # tensor serial -> weight layers on the longest path to it
     made_in: dict[int, int] = {}  # tensor serial -> the recurrent record that made it
     unit: dict[int, int] = {}  # recurrent record -> its depth
+    gating = gating_paths(trace)
     deepest = 0
     for index in sorted(set(events)):
         event = trace.events[index]
@@ -331,11 +396,17 @@ def weight_depth(trace: Trace, events: Iterable[int]) -> int:
             depth = unit[event.record] = max(unit.get(event.record, 0), outside + 1)
             made_in.update(dict.fromkeys(event.outputs, event.record))
         else:
-            depth = max((level.get(s, 0) for s in event.inputs), default=0)
+            # a per-channel gate does not deepen the map, nor do sampling positions (a
+            # deformable conv's offsets: grid_sample's grid)
+            gate = gate_input(trace, event)
+            if event.packet is aten.grid_sampler_2d and len(event.inputs) == 2:
+                gate = event.inputs[1]
+            depth = max((level.get(s, 0) for s in event.inputs if s != gate), default=0)
             depth += op_kind(event.op) in ("conv", "linear")
         for serial in event.outputs:
             level[serial] = depth
-        deepest = max(deepest, depth)
+        if index not in gating:
+            deepest = max(deepest, depth)
     return deepest
 
 

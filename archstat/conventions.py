@@ -31,7 +31,7 @@ number it prints:
     ``_foreach_`` ops included), one per input element of a reduction, 5 per element of
     a softmax, normalisations as fvcore counts them, pooling at kernel area per output
     element. Backward ops without a formula of their own count one per output element.
-    It is the work a roofline model needs beside the matmuls (``archstat predict``).
+    It is the work a roofline model needs beside the matmuls.
 
 Backward passes (training traces): ``macs``, ``flops``, ``lecture`` and ``full`` count
 the backward's ops with the same formulas (torch's registry has the matmul and
@@ -67,7 +67,7 @@ class Convention:
     name: str
     unit: str
     summary: str
-    rules: Mapping[Any, ops.Formula]
+    rules: Mapping[Any, ops.Formula]  # by packet, or by qualified name outside aten
     ignored: frozenset[str] = field(default_factory=frozenset)
     #: the formula for an op of a known kind that has no rule (``full``), else None
     default: ops.Formula | None = None
@@ -87,6 +87,8 @@ class Convention:
             if skipped is None or event.packet in skipped:
                 return 0
         rule = self.rules.get(event.packet)
+        if rule is None and event.packet.__module__ != "torch._ops.aten":
+            rule = self.rules.get(event.packet._qualified_op_name)  # torchvision's, ...
         if rule is not None:
             return rule(event)
         kind = ops.op_kind(event.op)
@@ -123,17 +125,40 @@ class Convention:
                        rules=MappingProxyType({**self.rules, **extra}))
 
 
-#: Matmul work in kernels torch's flop_registry has no formula for, counted as torch
-#: counts the same work elsewhere (FLOPs: 2 per multiply-add). FlopCounterMode counts
-#: them as 0; ``archstat crosscheck`` names the difference.
-EXTRA_MATMUL_FLOPS: dict[Any, ops.Formula] = {
+#: Work in kernels torch's flop_registry has no formula for, counted as torch counts
+#: the same work elsewhere (FLOPs: 2 per multiply-add): matmuls inside fused kernels, and
+#: the interpolation taps of learned sampling (``grid_sample``, as in a deformable or
+#: spatial-transformer layer; fixed-size upsampling stays uncounted, as in torch).
+#: FlopCounterMode counts them as 0; ``archstat crosscheck`` names the difference.
+EXTRA_FLOPS: dict[Any, ops.Formula] = {
     aten._scaled_dot_product_flash_attention_for_cpu: ops.sdpa_cpu_flops,
     aten._addmm_activation: ops.addmm_activation_flops,
     aten.mkldnn_rnn_layer: ops.rnn_layer_flops,
     aten._grouped_mm: ops.grouped_mm_flops,
+    aten.grid_sampler_2d: ops.grid_sample_flops,
     aten._scaled_dot_product_flash_attention_for_cpu_backward: ops.sdpa_cpu_backward_flops,
     aten.mkldnn_rnn_layer_backward: ops.rnn_layer_backward_flops,
+    aten.grid_sampler_2d_backward: ops.grid_sample_backward_flops,
 }
+
+#: The same for ops outside aten, by qualified name: they exist once their library
+#: (torchvision) is imported. torchvision's deform_conv2d costs what the same layer costs
+#: as an offset grid_sample and a conv (:func:`archstat.trace.ops.deform_conv2d_flops`).
+EXTRA_FLOPS_BY_NAME: dict[str, ops.Formula] = {
+    "torchvision::deform_conv2d": ops.deform_conv2d_flops,
+    "torchvision::_deform_conv2d_backward": ops.deform_conv2d_backward_flops,
+}
+
+
+def extra_packets() -> dict[Any, ops.Formula]:
+    """EXTRA_FLOPS and the EXTRA_FLOPS_BY_NAME ops loaded in this process, by packet."""
+    found = dict(EXTRA_FLOPS)
+    for name, formula in EXTRA_FLOPS_BY_NAME.items():
+        namespace, op = name.split("::")
+        packet = getattr(getattr(torch.ops, namespace), op, None)
+        if packet is not None:
+            found[packet] = formula
+    return found
 
 
 def _torch_rules(divisor: int) -> dict[Any, ops.Formula]:
@@ -142,7 +167,7 @@ def _torch_rules(divisor: int) -> dict[Any, ops.Formula]:
         for packet in _torch_flop_registry
         if isinstance(packet, torch._ops.OpOverloadPacket)
     }
-    for packet, formula in EXTRA_MATMUL_FLOPS.items():
+    for packet, formula in {**EXTRA_FLOPS, **EXTRA_FLOPS_BY_NAME}.items():
         rules[packet] = (lambda f: lambda event: f(event) // divisor)(formula)
     return rules
 
@@ -221,8 +246,7 @@ _FULL_RULES: dict[Any, ops.Formula] = {
     **{packet: _FVCORE_RULES[packet] for packet in (
         aten.native_batch_norm, aten._native_batch_norm_legit,
         aten._native_batch_norm_legit_no_training, aten.native_group_norm,
-        aten.native_layer_norm, aten.upsample_nearest2d, aten.upsample_bilinear2d,
-        aten.grid_sampler_2d)},
+        aten.native_layer_norm, aten.upsample_nearest2d, aten.upsample_bilinear2d)},
 }
 
 CONVENTIONS: Mapping[str, Convention] = MappingProxyType(

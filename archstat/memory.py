@@ -32,11 +32,17 @@ optimizer.zero_grad()``):
 * ``saved_activation_bytes``: the storages autograd saves for backward (captured with
   ``saved_tensors_hooks``), each counted once however many ops save it; the input and
   the weights are not activations and are not included.
+* ``saved_concat_bytes``: the part of ``saved_activation_bytes`` that concatenations
+  made (``torch.cat`` copies its inputs into new storage). In a DenseNet each layer
+  concatenates every earlier map of its block anew and autograd keeps each copy, so this
+  grows quadratically with the layers of a block; the memory-efficient implementation
+  (Pleiss et al. 2017, ``memory_efficient=True`` for the zoo's DenseNets) recomputes the
+  concatenations in the backward instead of keeping them.
 * ``gradient_bytes``: one gradient per trainable parameter the forward uses (a frozen or
   unused parameter gets none).
 * ``optimizer_bytes``: the optimizer's state for those parameters: none for ``sgd``,
   a momentum buffer for ``sgd-momentum``, ``exp_avg`` and ``exp_avg_sq`` plus a 4-byte
-  float32 step count per parameter tensor for ``adam``.
+  float32 step count per parameter tensor for ``adam`` and ``adamw``.
 * ``backward_peak_bytes``: the most the forward and backward hold at once: activations,
   saved activations, activation and parameter gradients, watched while the meta run
   backpropagates the sum of the outputs (gradients start out as None, as after
@@ -74,6 +80,8 @@ from archstat.units import parse_int_list, parse_quantity
 if TYPE_CHECKING:
     import pandas as pd
 
+aten = torch.ops.aten
+
 #: Optimizer -> parameter-sized state tensors it keeps per trainable parameter.
 OPTIMIZER_STATES = {"sgd": 0, "sgd-momentum": 1, "adam": 2, "adamw": 2}
 #: Optimizer -> parameter-sized temporaries its step holds at once (foreach implementation).
@@ -109,6 +117,7 @@ class MemoryEstimate:
     peak_layer: str
     live_at_peak: list[LiveGroup] = field(repr=False)  # in the order the layers ran
     saved_activation_bytes: int | None = None
+    saved_concat_bytes: int | None = None
     backward_peak_bytes: int | None = None
     gradient_bytes: int | None = None
     optimizer_bytes: int | None = None
@@ -182,7 +191,8 @@ class MemoryReport:
         common = ["batch", "params_bytes", "buffers_bytes", "input_bytes",
                   "peak_activation_bytes", "peak_layer"]
         if self.train:
-            common += ["saved_activation_bytes", "backward_peak_bytes", "gradient_bytes",
+            common += ["saved_activation_bytes", "saved_concat_bytes", "backward_peak_bytes",
+                       "gradient_bytes",
                        "optimizer_bytes", "training_peak_bytes", "train_step_macs"]
         else:
             common.append("inference_peak_bytes")
@@ -306,7 +316,11 @@ def _add_training(est: MemoryEstimate, t: Trace, optimizer: str) -> None:
     if optimizer in ("adam", "adamw"):
         state += _ADAM_STEP_BYTES * len(trainable)
     step = gradients + _STEP_TEMPORARIES[optimizer] * gradients
-    est.saved_activation_bytes = sum(liveness.saved_storages(t).values())
+    saved = liveness.saved_storages(t)
+    concatenated = {t.tensors[s].storage for event in t.events if event.packet is aten.cat
+                    for s in event.outputs}
+    est.saved_activation_bytes = sum(saved.values())
+    est.saved_concat_bytes = sum(n for storage, n in saved.items() if storage in concatenated)
     est.backward_peak_bytes = t.backward_peak_bytes or 0
     est.gradient_bytes = gradients
     est.optimizer_bytes = state
@@ -357,7 +371,8 @@ def estimate_memory(
 ) -> MemoryReport:
     """Estimate the peak memory of ``model`` for each batch size in ``batch`` (an int,
     ``"1,32,256"`` or a list), for inference or, with ``train``, for one training step with
-    ``optimizer`` (``sgd``, the default, ``sgd-momentum`` or ``adam``; only with ``train``).
+    ``optimizer`` (``sgd``, the default, ``sgd-momentum``, ``adam`` or ``adamw``; only with
+    ``train``).
     With ``fit`` (bytes, or a size such as ``"24GiB"``), also find the largest batch whose
     estimated peak fits it. With ``allocator`` (inference only), also model the peak as
     this machine's CPU allocator sees it; with ``measure`` (inference only, implies

@@ -22,7 +22,7 @@ derived from the two runs, never assumed (see :data:`REASON_KINDS`); a differenc
 reason accounts for is ``unexplained``, with the ops and both counts.
 
 FlopCounterMode is run with ``custom_mapping`` entries for the ops archstat knows it has
-no formula for (:data:`archstat.conventions.EXTRA_MATMUL_FLOPS`, and the fused kernels
+no formula for (:data:`archstat.conventions.EXTRA_FLOPS`, and the fused kernels
 of the transformer fast path, :data:`archstat.trace.cpupath.DESCEND`): each call of one counts
 1 there, so that the peer says where it saw them. These calls are taken out of its
 counts again; every other count is the default one.
@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from archstat.analysis import Analysis, analyze, float_dtype
-from archstat.conventions import CONVENTIONS, EXTRA_MATMUL_FLOPS, Convention
+from archstat.conventions import CONVENTIONS, Convention, extra_packets
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import ModelInputs, make_inputs
 from archstat.spec import resolve_model
@@ -447,7 +447,7 @@ def _probes() -> dict[Any, Any]:
     def one_call(*args: Any, **kwargs: Any) -> int:
         return 1
 
-    packets = {*EXTRA_MATMUL_FLOPS, *_FUSED}
+    packets = {*extra_packets(), *_FUSED}
     # an op with a formula of its own keeps it: a probe would change the peer's count
     return {p: one_call for p in packets if p not in flop_registry}
 
@@ -506,7 +506,7 @@ def _torch_reasons(module: str, ours: _Side, peer: _Side, seen: _Side) -> list[R
         av, pv = a.get(packet, 0), p.get(packet, 0)
         if av == pv:
             continue
-        if pv == 0 and packet in EXTRA_MATMUL_FLOPS and calls.get(packet):
+        if pv == 0 and packet in extra_packets() and calls.get(packet):
             reasons.append(Reason(module, "no_formula", av, 0,
                                   (PeerOp(str(packet), calls[packet]),),
                                   (OpCount(str(packet), av, 0),)))

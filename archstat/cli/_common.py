@@ -19,12 +19,15 @@ ModelArg = Annotated[
 ]
 InputOpt = Annotated[
     list[str] | None,
-    typer.Option("--input", "-i", help="Input shape without batch, e.g. 3x224x224; "
-                 "repeat for a model with several inputs. Default: the zoo entry's."),
+    typer.Option("--input", "-i", help="Input shape without batch, e.g. 3x224x224, typed "
+                 "as SHAPE[:DTYPE[:LOW..HIGH]] (32:int64:0..999 for token ids), named as "
+                 "NAME=SHAPE for a keyword input; repeat for a model with several inputs. "
+                 "Default: the zoo entry's."),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Batch size.")]
 ConventionOpt = Annotated[
-    str, typer.Option("--convention", "-c", help="FLOP convention: macs, flops, fvcore, lecture.")
+    str, typer.Option("--convention", "-c",
+                      help="FLOP convention: macs, flops, fvcore, lecture, full."),
 ]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Parameter/activation dtype.")]
 FormatOpt = Annotated[

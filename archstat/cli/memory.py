@@ -26,8 +26,8 @@ def memory(
     dtype: DtypeOpt = "float32",
     train: Annotated[bool, typer.Option("--train", help="One training step instead of "
                                         "inference.")] = False,
-    optimizer: Annotated[str | None, typer.Option("--optimizer", help="With --train: sgd "
-                                                  "(default), sgd-momentum or adam.")] = None,
+    optimizer: Annotated[str | None, typer.Option(
+        "--optimizer", help="With --train: sgd (default), sgd-momentum, adam or adamw.")] = None,
     fit: Annotated[str | None, typer.Option("--fit", help="Also find the largest batch whose "
                                             "peak fits this budget, e.g. 24GiB.")] = None,
     allocator: Annotated[bool, typer.Option("--allocator", help="Also model the peak as this "

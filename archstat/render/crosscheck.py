@@ -19,11 +19,13 @@ _REASON_LABELS = {
 }
 
 # What archstat counts in an op FlopCounterMode has no formula for (conventions'
-# EXTRA_MATMUL_FLOPS).
+# EXTRA_FLOPS).
 _EXTRA_WORK = {
     "aten._scaled_dot_product_flash_attention_for_cpu": "its QK^T and AV products",
     "aten._addmm_activation": "its matrix product (a linear layer with a fused activation)",
     "aten.mkldnn_rnn_layer": "its input and hidden-state products at every step",
+    "aten.grid_sampler_2d": "its interpolation taps (4 multiply-adds a bilinear sample)",
+    "torchvision.deform_conv2d": "its bilinear sampling and the conv on the samples",
 }
 
 

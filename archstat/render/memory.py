@@ -21,6 +21,8 @@ ROWS = [  # (field, label, what it counts) of the memory summary, in reading ord
     ("measured_allocator_peak_bytes", "measured allocator peak", "a real CPU run, the "
      "profiler's allocations"),
     ("saved_activation_bytes", "saved activations", "kept by autograd for backward"),
+    ("saved_concat_bytes", "  of them concatenations", "copies torch.cat made of maps that "
+     "already exist"),
     ("backward_peak_bytes", "forward+backward peak", "activations, saved activations and "
      "gradients live at once"),
     ("gradient_bytes", "gradients", "one per trainable parameter the forward uses"),
@@ -36,7 +38,8 @@ _MEASURED_OF = {"measured_tensor_peak_bytes": "peak_activation_bytes",
                 "measured_allocator_peak_bytes": "allocator_peak_bytes"}
 _BATCH_HEADERS = {
     "peak_activation_bytes": "peak activations", "peak_layer": "peak layer",
-    "saved_activation_bytes": "saved activations", "gradient_bytes": "gradients",
+    "saved_activation_bytes": "saved activations", "saved_concat_bytes": "saved concat.",
+    "gradient_bytes": "gradients",
     "backward_peak_bytes": "fwd+bwd peak", "optimizer_bytes": "optimizer state",
     "inference_peak_bytes": "inference peak", "training_peak_bytes": "training peak",
     "allocator_peak_bytes": "allocator peak", "measured_tensor_peak_bytes": "measured peak act.",
@@ -122,6 +125,11 @@ def views(report: Any, **_: Any) -> list[Table]:
             note = report.optimizer
         elif key == "allocator_peak_bytes" and report.cpu is not None:
             note = f"{note}, {report.cpu.threads} threads, {report.cpu.capability}"
+        elif key == "saved_concat_bytes":
+            if not first[key]:
+                continue
+            share = first[key] / first["saved_activation_bytes"]
+            note = f"{share:.0%} of them: {note}"
         elif key in _MEASURED_OF:
             note = f"{note}; estimate {_against(first[_MEASURED_OF[key]], first[key])}"
         size = (text.human(first[key]) + " MACs" if key == "train_step_macs"

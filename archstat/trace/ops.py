@@ -120,7 +120,8 @@ _kind(
     aten.sum, aten.amax, aten.amin, aten.max, aten.min, aten.var, aten.var_mean, aten.std,
     aten.norm, aten.linalg_vector_norm, aten.upsample_nearest2d, aten._upsample_nearest_exact2d,
     aten.upsample_bilinear2d, aten.upsample_bicubic2d,
-    aten.grid_sampler_2d, aten.cumsum, aten.prod, aten.embedding_dense_backward,
+    aten.grid_sampler_2d, aten.grid_sampler_2d_backward, aten.cumsum, aten.prod,
+    aten.embedding_dense_backward,
 )
 
 
@@ -130,6 +131,7 @@ _KIND_BY_NAME = {
     "torchvision::nms": "none",  # keeps the boxes that overlap least: comparisons
     "torchvision::roi_align": "pool", "torchvision::ps_roi_align": "pool",
     "torchvision::roi_pool": "pool", "torchvision::ps_roi_pool": "pool",
+    "torchvision::deform_conv2d": "conv", "torchvision::_deform_conv2d_backward": "conv",
 }
 
 
@@ -369,6 +371,59 @@ def rnn_layer_backward_flops(event: OpEvent) -> int:
     the forward's multiply-adds, half of them for activations, half for weights."""
     steps, batch = _first_shape(event.args[0])[:2]
     return 4 * steps * batch * (math.prod(event.args[1]) + math.prod(event.args[2]))
+
+
+#: Pixels one interpolated sample weighs, by ``grid_sampler_2d``'s interpolation_mode
+#: (0 bilinear, 1 nearest, 2 bicubic): a sample is a weighted sum of that many taps
+#: (nearest picks one pixel and multiplies nothing).
+SAMPLING_TAPS = (4, 0, 16)
+
+
+def grid_sample_flops(event: OpEvent) -> int:
+    """FLOPs of ``grid_sampler_2d``: per output element (batch x channels x sampled
+    positions), one multiply-add per tap, 2 FLOPs each. The per-position interpolation
+    weights, shared by the channels, are not counted (as a conv's im2col is not)."""
+    return 2 * SAMPLING_TAPS[event.args[2]] * output_numel(event)
+
+
+def grid_sample_backward_flops(event: OpEvent) -> int:
+    """FLOPs of ``grid_sampler_2d_backward``: the input's gradient scatters each output
+    element's gradient to its taps (one multiply-add per tap); the grid's gradient needs,
+    per output element, the taps' values against both coordinates (two per tap). Which of
+    the two is computed is the op's ``output_mask``."""
+    grad_output, mode, mask = event.args[0], event.args[3], event.args[6]
+    per_element = SAMPLING_TAPS[mode] * (int(mask[0]) + 2 * int(mask[1]))
+    return 2 * per_element * math.prod(grad_output)
+
+
+def _deform_sizes(event: OpEvent) -> tuple[int, int, bool]:
+    """(samples, conv multiply-adds, use_mask) of a ``torchvision::deform_conv2d`` call
+    or its backward (whose arguments are the forward's, after the gradient)."""
+    args = event.args if event.packet.__name__ == "deform_conv2d" else event.args[1:]
+    (n, c), (o, per_group, kh, kw) = args[0][:2], args[1]
+    ho, wo = args[2][-2:]
+    samples = n * c * kh * kw * ho * wo
+    return samples, n * o * ho * wo * per_group * kh * kw, bool(args[13])
+
+
+def deform_conv2d_flops(event: OpEvent) -> int:
+    """FLOPs of ``torchvision::deform_conv2d`` (Dai et al. 2017): bilinear sampling of
+    every input channel at each output position's kh x kw offset taps (4 multiply-adds a
+    sample, one more for a DCNv2 mask), then the conv on the samples (output elements x
+    in-channels per group x kh x kw multiply-adds), 2 FLOPs each: what the same layer
+    costs as an offset grid_sample and a conv. The offsets come from a conv of the
+    caller's, counted as a conv."""
+    samples, conv, masked = _deform_sizes(event)
+    return 2 * (samples * (SAMPLING_TAPS[0] + masked) + conv)
+
+
+def deform_conv2d_backward_flops(event: OpEvent) -> int:
+    """FLOPs of ``torchvision::_deform_conv2d_backward``: the conv's two gradient GEMMs
+    (columns' and weight's, each the forward conv's multiply-adds), and per sample the
+    columns recomputed (4 taps), the input's gradient scattered to the taps (4) and the
+    offsets' gradient against both coordinates (8); with a mask, 2 more a sample."""
+    samples, conv, masked = _deform_sizes(event)
+    return 2 * (2 * conv + samples * (4 * SAMPLING_TAPS[0] + 2 * masked))
 
 
 def elements(value: Any) -> int:

@@ -1,13 +1,23 @@
-"""archstat's model zoo: AlexNet, VGG, GoogLeNet, ResNet (and small classics), each
-faithful to its paper or to the torchvision layout it names. Importing this package
-registers every model."""
+"""archstat's model zoo: AlexNet, VGG, GoogLeNet, ResNet, DenseNet, SE-ResNet,
+EfficientNet, deformable ResNet (and small classics), each faithful to its paper or to the
+torchvision layout it names. Importing this package registers every model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from archstat.zoo import alexnet, googlenet, lenet, resnet, vgg  # noqa: F401  (registers)
+from archstat.zoo import (  # noqa: F401  (registers)
+    alexnet,
+    deformable,
+    densenet,
+    efficientnet,
+    googlenet,
+    lenet,
+    resnet,
+    senet,
+    vgg,
+)
 from archstat.zoo.registry import ModelInfo, get_model, get_model_info, list_models, register_model
 
 __all__ = ["ModelInfo", "ZooListing", "get_model", "get_model_info", "list_models",

@@ -1,9 +1,10 @@
 """The real-world corpus (issue 10): torchvision, timm and transformers models and our
 own blocks, each against independent oracles (see oracles.py).
 
-test_corpus.py imports torchvision, timm and transformers, which only the corpus stage
-of .ci/run installs (torchvision does not import beside the main suite's torch 2.13 CPU
-wheel). It is collected only when the run selects the marker:
+test_corpus.py and test_zoo_references.py import torchvision, timm and transformers,
+which only the corpus stage of .ci/run installs (torchvision does not import beside the
+main suite's torch 2.13 CPU wheel). They are collected only when the run selects the
+marker:
 
     python -m pytest tests/realworld -m realworld
 
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-_NEEDS_THE_ZOOS = "test_corpus.py"
+_NEEDS_THE_ZOOS = ("test_corpus.py", "test_zoo_references.py")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if collection_path.name == _NEEDS_THE_ZOOS and "realworld" not in config.option.markexpr:
+    if collection_path.name in _NEEDS_THE_ZOOS and "realworld" not in config.option.markexpr:
         return True
     return None

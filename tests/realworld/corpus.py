@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import archstat
-from archstat.conventions import CONVENTIONS, EXTRA_MATMUL_FLOPS, get_convention
+from archstat.conventions import CONVENTIONS, EXTRA_FLOPS, get_convention
 from archstat.trace.ops import op_kind
 
 from . import oracles
@@ -53,12 +53,12 @@ class Case:
 
 #: Ops whose work archstat counts and FlopCounterMode has no formula for, and which the
 #: oracle's real run reaches too (it counts 0 for them): the oracle's count plus
-#: archstat's count of these is archstat's. The other kernels of EXTRA_MATMUL_FLOPS are
+#: archstat's count of these is archstat's. The other kernels of EXTRA_FLOPS are
 #: not reached by the oracle's run, which counts the same work under ops it has formulas
 #: for: the math SDPA backend's bmm's, oneDNN switched off for recurrent layers (addmm,
 #: mm), autograd on (no transformer fast path: addmm for _addmm_activation).
 UNREGISTERED = frozenset({"_grouped_mm"})
-assert {p.__name__ for p in EXTRA_MATMUL_FLOPS} >= UNREGISTERED
+assert {p.__name__ for p in EXTRA_FLOPS} >= UNREGISTERED
 
 
 @dataclass(frozen=True)
