@@ -7,12 +7,15 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
+
 from archstat.cli import main
 from archstat.render.reports import REPORTS, Report, build_reports, readme, write_reports
 
 COMMITTED = Path(__file__).resolve().parent.parent / "reports"
 
 
+@pytest.mark.slow  # analyzes every model the reports cover
 def test_committed_reports_are_up_to_date(tmp_path) -> None:
     """Fails when a change moves a number without `archstat report` being rerun."""
     written = write_reports(tmp_path)
@@ -28,6 +31,9 @@ def test_issue_file_set_and_contents() -> None:
     for model in ("alexnet", "vgg16", "googlenet", "resnet50"):
         assert {f"{model}_layers.csv", f"{model}_lecture.csv"} <= names
     assert {"googlenet_paper.csv", "compare_googlenet_vgg16.csv", "compare_zoo.csv"} <= names
+    # issue 12: the families after ResNet
+    assert {"densenet121_layers.csv", "se_resnet50_layers.csv", "efficientnet_b0_layers.csv",
+            "bottleneck_densenet121.csv", "bottleneck_efficientnet_b0.csv"} <= names
     zoo = list(csv.DictReader(io.StringIO((COMMITTED / "compare_zoo.csv").read_text())))
     from archstat.zoo import list_models
 

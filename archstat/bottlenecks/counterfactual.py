@@ -11,6 +11,18 @@ same analyzer counts both sides.
   convolutions) in place of every bottleneck, at the same stage widths: each block keeps
   its input/output channels (256, 512, 1024, 2048) and its stride, and the projection
   shortcuts stay where they were.
+* ``densenet121``/``161``/``169``/``201``/``264`` as plain DenseNets at the same growth
+  rate: every dense layer is BN-ReLU-3x3 convolution straight from its concatenated input
+  to k channels, without the 1x1 to 4k (the "B" of DenseNet-BC) and its BN-ReLU. The
+  transitions keep their 1x1 convolution and compression 0.5 (the "C"), so the channel
+  counts of every block, transition and the classifier are unchanged and the comparison
+  isolates the bottleneck layers: this is DenseNet-C, not the paper's plain DenseNet
+  (which has no compression either).
+* ``efficientnet_b0`` ... ``b7`` with every MBConv block replaced by one standard kxk
+  convolution (+ BN + SiLU) from the block's input channels to its output channels at
+  its kernel size and stride, the residual addition kept where the block had one: no
+  expansion, no depthwise convolution, no squeeze-and-excitation. The stem, the head's
+  1x1 convolution to 4x the last width and the classifier are unchanged.
 
 These are deliberately not in the zoo: the zoo's tests run every model on real tensors,
 and a naive GoogLeNet costs about 20 GMACs per image.
@@ -21,8 +33,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
+from archstat.zoo.densenet import BLOCKS, GROWTH, DenseBlock, DenseNet
+from archstat.zoo.efficientnet import VARIANTS, ConvBNAct, EfficientNet, MBConv
 from archstat.zoo.googlenet import (
     TABLE1,
     BasicConv2d,
@@ -115,6 +130,73 @@ def _basic_resnet(depth: int) -> Callable[..., nn.Module]:
     return build
 
 
+class PlainDenseLayer(nn.Module):
+    """A dense layer without its bottleneck: BN-ReLU-kxk conv from the concatenation of
+    the block's earlier maps straight to the growth rate."""
+
+    def __init__(self, in_channels: int, growth: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(in_channels, growth, kernel_size=kernel, padding=kernel // 2,
+                              bias=False)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.conv(self.relu(self.norm(torch.cat(features, 1))))
+
+
+def _plain_densenet(depth: int) -> Callable[..., nn.Module]:
+    def build(**config: Any) -> nn.Module:
+        model = DenseNet(BLOCKS[depth], GROWTH[depth], **config)
+        for block in model.features.children():
+            if isinstance(block, DenseBlock):
+                for name, layer in list(block.items()):
+                    block[name] = PlainDenseLayer(layer.conv1.in_channels,
+                                                  layer.conv2.out_channels)
+        return model
+
+    build.__doc__ = (f"densenet{depth} without its bottleneck 1x1s: every dense layer "
+                     "BN-ReLU-3x3 to the growth rate; transitions keep compression 0.5.")
+    return build
+
+
+class StandardConvBlock(nn.Module):
+    """What an MBConv block replaces in a plain CNN: one kxk conv, BN and SiLU from the
+    block's input to its output channels at its stride, plus the block's shortcut."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, residual: bool) -> None:
+        super().__init__()
+        self.conv = ConvBNAct(cin, cout, kernel, stride)
+        self.use_residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return out + x if self.use_residual else out
+
+
+def _standard(block: MBConv) -> StandardConvBlock:
+    convs = [m for m in block.block.modules() if isinstance(m, nn.Conv2d)]
+    depthwise = next(c for c in convs if c.groups > 1)
+    return StandardConvBlock(convs[0].in_channels, convs[-1].out_channels,
+                             depthwise.kernel_size[0], depthwise.stride[0],
+                             block.use_residual)
+
+
+def _plain_efficientnet(variant: str) -> Callable[..., nn.Module]:
+    def build(**config: Any) -> nn.Module:
+        width, depth, _, _ = VARIANTS[variant]
+        model = EfficientNet(width, depth, **config)
+        for stage in model.features.children():
+            for name, block in list(stage.named_children()):
+                if isinstance(block, MBConv):
+                    setattr(stage, name, _standard(block))
+        return model
+
+    build.__doc__ = (f"efficientnet_{variant} with a standard kxk conv (+ BN + SiLU) in "
+                     "place of every MBConv block, residuals kept.")
+    return build
+
+
 #: Zoo model name -> builder of the same network without its 1x1 bottlenecks. Each takes
 #: the zoo builder's own options (``num_classes``, ``aux``...).
 COUNTERFACTUALS: dict[str, Callable[..., nn.Module]] = {
@@ -124,4 +206,6 @@ COUNTERFACTUALS: dict[str, Callable[..., nn.Module]] = {
     "resnet50_v1": _basic_resnet(50),
     "resnet101": _basic_resnet(101),
     "resnet152": _basic_resnet(152),
+    **{f"densenet{depth}": _plain_densenet(depth) for depth in (121, 161, 169, 201, 264)},
+    **{f"efficientnet_{variant}": _plain_efficientnet(variant) for variant in VARIANTS},
 }

@@ -13,7 +13,14 @@ without the reduction.
   block input), one of them a residual branch in which a 1x1 feeds a kxk convolution.
   Its counterpart is a basic block at the block's input/output width: two kxk
   convolutions, C_in -> C_out at the block's stride, then C_out -> C_out; the shortcut
-  (identity or projection) is the same in both.
+  (identity or projection) is the same in both, and so is an SE block on the residual
+  branch (SE-ResNet: the counterpart is an SE basic block; the SE block's ``macs`` and
+  ``params`` as in :mod:`archstat.bottlenecks.se` count on both sides).
+
+Dense blocks (:mod:`archstat.bottlenecks.dense`) and MBConv blocks
+(:mod:`archstat.bottlenecks.mobile`) are found elsewhere and join these rows; the
+concatenations of a dense block are no inception module (nor is any concatenation
+whose branches share ops: an inception module's branches run side by side).
 
 Modules are recognised by structure, never by name: every op of every branch must run
 inside the module that concatenates or adds (so a U-Net skip connection, whose branch
@@ -29,6 +36,7 @@ the built layers cost 9.68 times less; below 1 the 1x1 costs more than it saves.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -206,7 +214,7 @@ def _split(flow: DataFlow, index: int, inputs: list[int]) -> _Split | None:
     return _Split(module, fork, inputs, flow.events[index].outputs[0])
 
 
-def _cat_dim(event: OpEvent) -> int:
+def cat_dim(event: OpEvent) -> int:
     dim = event.args[1] if len(event.args) > 1 else event.kwargs.get("dim", 0)
     ndim = len(event.out)
     return dim % ndim if ndim else dim
@@ -269,6 +277,9 @@ def _inception_row(
 ) -> dict[str, Any] | None:
     if flow.shape(split.fork.serial)[2:] != flow.shape(split.output)[2:]:
         return None
+    branches = split.fork.branches
+    if sum(map(len, branches)) != len(frozenset().union(*branches)):
+        return None  # branches that share ops are not parallel (a dense block's)
     naive = [_naive_branch(split, i, flow, convs, pairs) for i in range(len(split.inputs))]
     if not any(has_pair for *_, has_pair in naive):
         return None
@@ -281,7 +292,8 @@ def _inception_row(
 
 
 def _residual_rows(
-    split: _Split, flow: DataFlow, convs: dict[int, Conv], all_links: list[Link]
+    split: _Split, flow: DataFlow, convs: dict[int, Conv], all_links: list[Link],
+    gates: Mapping[int, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The module row and the lecture row (units of HWC^2) of a residual bottleneck."""
     for i in (0, 1):
@@ -292,7 +304,11 @@ def _residual_rows(
             break
     else:
         return None  # a basic block, or a residual add with no 1x1 reduction in it
-    residual = split.branch_convs(convs, i)
+    # An SE block in the block (SE-ResNet) counts in full on both sides, as the shortcut
+    # does: the counterpart is a basic block with the same SE.
+    se = [gates[e] for e in sorted(branch) if e in gates]
+    se_events = {e for block in se for e in block.events}
+    residual = [c for c in split.branch_convs(convs, i) if c.event not in se_events]
     shortcut = split.branch_convs(convs, 1 - i)
     template = flow.events[link.spatial.event]
     x, out = flow.shape(split.fork.serial), flow.shape(split.output)
@@ -300,7 +316,8 @@ def _residual_rows(
     w1, w2 = (out[1], x[1], *kernel), (out[1], out[1], *kernel)
     basic_macs = conv_macs(template, x, w1, out) + conv_macs(template, out, w2, out)
     basic_params = math.prod(w1) + math.prod(w2) + (2 * out[1] if bias else 0)
-    short = (sum(c.macs for c in shortcut), sum(c.params for c in shortcut))
+    short = (sum(c.macs for c in shortcut) + sum(b.macs for b in se),
+             sum(c.params for c in shortcut) + sum(b.params for b in se))
     row = _module_row(
         split, flow, "residual", out[1],
         (sum(c.macs for c in residual) + short[0], sum(c.params for c in residual) + short[1]),
@@ -328,27 +345,36 @@ def _lecture_row(module: str, spatial: Conv, residual: list[Conv], template: OpE
 
 
 def module_rows(
-    flow: DataFlow, convs: dict[int, Conv], all_links: list[Link]
+    flow: DataFlow, convs: dict[int, Conv], all_links: list[Link],
+    gates: Mapping[int, Any] | None = None, skip: Collection[int] = (),
+    extra: Sequence[tuple[int, dict[str, Any]]] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Inception modules and residual bottleneck blocks in call order, and the lecture
-    view of the residual ones."""
+    view of the residual ones. ``gates`` are the SE blocks by gate event
+    (:func:`archstat.bottlenecks.se.se_blocks`); concatenations in ``skip`` (a dense
+    block's) are no inception modules; ``extra`` rows (dense, mbconv) join the modules
+    in call order, each after its key (an event index)."""
     pairs = [link for link in all_links if link.is_pair]
-    modules, lecture = [], []
+    gates = gates or {}
+    modules: list[tuple[int, dict[str, Any]]] = list(extra)
+    lecture = []
     tensors = flow.trace.tensors
     for index, event in enumerate(flow.events):
-        if event.packet is aten.cat and _cat_dim(event) == 1:
+        if event.packet is aten.cat and cat_dim(event) == 1:
+            if index in skip:
+                continue
             inputs = [s for s in event.inputs if tensors[s].role in ACTIVATION_ROLES]
             split = _split(flow, index, inputs) if len(inputs) >= 2 else None
             row = _inception_row(split, flow, convs, pairs) if split else None
             if row:
-                modules.append(row)
+                modules.append((index, row))
         elif event.packet in _ADD_OPS:
             inputs = flow.activation_inputs(event)
             if len(inputs) != 2 or len({flow.shape(s) for s in inputs}) != 1:
                 continue
             split = _split(flow, index, inputs)
-            rows = _residual_rows(split, flow, convs, all_links) if split else None
+            rows = _residual_rows(split, flow, convs, all_links, gates) if split else None
             if rows:
-                modules.append(rows[0])
+                modules.append((index, rows[0]))
                 lecture.append(rows[1])
-    return modules, lecture
+    return [row for _, row in sorted(modules, key=lambda keyed: keyed[0])], lecture

@@ -19,7 +19,7 @@ from archstat.cli._common import (
 )
 
 LevelOpt = Annotated[
-    str, typer.Option("--level", "-l", help="pair, module, network or all (csv: one level).")
+    str, typer.Option("--level", "-l", help="pair, module, network, se or all (csv: one level).")
 ]
 
 
@@ -31,9 +31,10 @@ def bottleneck(
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
 ) -> None:
-    """MACs and params each 1x1 bottleneck of MODEL saves: 1x1 reduce -> kxk pairs,
-    inception modules and residual blocks against their naive forms, and the whole
-    network rebuilt without them."""
+    """MACs and params each 1x1 bottleneck of MODEL saves: 1x1 reduce -> kxk pairs;
+    inception modules, residual blocks, dense blocks and MBConv blocks against their
+    forms without the 1x1s; the whole network rebuilt without them; and what its
+    squeeze-and-excitation blocks cost (level se)."""
     import archstat
     from archstat.render.bottleneck import note_text
 

@@ -1,18 +1,26 @@
 """A :class:`~archstat.bottlenecks.BottleneckReport`: pairs, modules (with the lecture's
-view in units of H W C^2) and the network, in human units; CSV holds one level's table."""
+view in units of H W C^2), the network and the SE blocks' overhead, in human units; CSV
+holds one level's table."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from archstat.bottlenecks import COLUMNS
 from archstat.bottlenecks.counterfactual import COUNTERFACTUALS
 from archstat.render import text
 from archstat.render.table import Column, Table, records
+from archstat.units import format_percent
 
 
 def _g(value: Any) -> str:
     return "" if text.missing(value) else f"{value:.3g}"
+
+
+def _share(value: Any) -> str:
+    """A share of the model's total: ``0.065%``, never a misleading ``0%``."""
+    return "" if text.missing(value) else format_percent(Fraction(value) * 100, 3)
 
 
 # table -> (title, [(key, header, formatter)]), in display order; a pair's location is
@@ -45,16 +53,50 @@ _VIEWS: dict[str, tuple[str, list[tuple[str, str, Any]]]] = {
         ("model", "model", text.text), ("variant", "variant", text.text),
         ("macs", "macs", text.human), ("params", "params", text.human),
     ]),
+    "se": ("squeeze-and-excitation blocks: their cost", [
+        ("module", "module", text.text), ("input_shape", "gated map", text.shape_str),
+        ("channels", "C", text.text), ("squeezed", "squeezed", text.text),
+        ("macs", "macs", text.human), ("params", "params", text.human),
+    ]),
+    "se_total": ("squeeze-and-excitation: share of the whole model", [
+        ("model", "model", text.text), ("se_blocks", "SE blocks", text.text),
+        ("se_macs", "SE macs", text.human), ("model_macs", "model macs", text.human),
+        ("macs_share", "macs share", _share), ("se_params", "SE params", text.human),
+        ("model_params", "model params", text.human),
+        ("params_share", "params share", _share),
+    ]),
 }
+
+# module kind -> its counterpart, for the modules table's title
+_COUNTERPARTS = {"inception": "naive inception (Figure 2(a))", "residual": "basic block",
+                 "dense": "dense layers without 1x1", "mbconv": "standard kxk conv"}
+
+
+def _title(name: str, rows: list[dict[str, Any]]) -> str:
+    title = _VIEWS[name][0]
+    if name != "modules":
+        return title
+    kinds = [k for k in _COUNTERPARTS if any(r["kind"] == k for r in rows)]
+    if set(kinds) <= {"inception", "residual"}:
+        return title
+    return "modules vs " + ", ".join(_COUNTERPARTS[k] for k in kinds)
 
 
 def note_text(report: Any, note: str) -> str:
     if note == "no_pairs":
         return (f"{report.model} has no 1x1 bottleneck: no 1x1 stride-1 convolution feeds a "
                 "kxk convolution, so there is nothing to compare")
+    if note == "no_pairs_depthwise":
+        return (f"{report.model} has no 1x1 -> kxk pair: its kxk convolutions are depthwise "
+                "(MBConv blocks, at the module level)")
     if note == "no_modules":
-        return (f"{report.model} has no inception module (branches concatenated) or residual "
-                "block (output added to its input) with a 1x1 reduction in it")
+        return (f"{report.model} has no inception module (branches concatenated), residual "
+                "block (output added to its input) or dense block (each layer reading the "
+                "concatenation of all earlier maps) with a 1x1 reduction in it, and no "
+                "MBConv block")
+    if note == "no_se":
+        return (f"{report.model} has no squeeze-and-excitation block (a global pool whose "
+                "fc layers' result scales a map channel by channel)")
     return (f"no whole-network counterfactual for {report.model}; there is one for "
             f"{', '.join(COUNTERFACTUALS)}")
 
@@ -75,7 +117,8 @@ def views(report: Any, **_: Any) -> list[Table]:
     for name, rows in report.rows.items():
         if not rows:
             continue
-        title, spec = _VIEWS[name]
+        spec = _VIEWS[name][1]
+        title = _title(name, rows)
         data_columns = (["location", *COLUMNS[name][2:]] if name == "pairs"
                         else list(COLUMNS[name]))
         tables.append(Table(name, f"{report.model}  input {shapes}  batch {report.batch}: "

@@ -24,6 +24,8 @@ from archstat.render import render
 Analyzer = Callable[..., Any]
 
 REPORT_MODELS = ("alexnet", "vgg16", "googlenet", "resnet50")
+#: the families after ResNet (issue 12): layer by layer only
+LATER_FAMILIES = ("densenet121", "se_resnet50", "efficientnet_b0")
 
 LAYERS_DOC = """\
 One row per layer record, the default style of `archstat analyze` (convention `macs`).
@@ -83,13 +85,14 @@ resolution (`stage`, the larger spatial side; fc layers count at 1) and, per mod
 `<model>_activation_bytes` (new storage allocated)."""
 
 BOTTLENECK_DOC = """\
-`archstat bottleneck MODEL --level pair|module|network` (multiply-adds, batch 1; see the
-top-level README's bottleneck section). pairs: every 1x1 -> kxk pair (`location`,
+`archstat bottleneck MODEL --level pair|module|network` (multiply-adds, batch 1; see
+[docs/bottleneck.md](../docs/bottleneck.md)). pairs: every 1x1 -> kxk pair (`location`,
 `input_shape`, `in_channels`, `reduced_channels`, `out_channels`, `kernel`, `macs` and
 `params` as built, `direct_macs`/`direct_params` of the kxk applied to the 1x1's input,
-`*_saving_ratio` = direct / built). modules: every inception module or residual block
-(`module`, `kind`, `input_shape`, channels, `macs`/`params` of its convolutions against
-`naive_macs`/`naive_params` of Figure 2(a) or a basic block). network: `model`,
+`*_saving_ratio` = direct / built). modules: every inception module, residual block,
+dense block or MBConv block (`module`, `kind`, `input_shape`, channels, `macs`/`params`
+of its convolutions against `naive_macs`/`naive_params` of Figure 2(a), a basic block,
+the dense layers without their 1x1s, or one standard kxk conv). network: `model`,
 `variant` (`actual` or `naive`), `macs`, `params` of the whole network."""
 
 
@@ -153,6 +156,9 @@ REPORTS: list[Report] = [
         Report(f"{model}_lecture.csv", _styled_csv(model, "lecture", "lecture"),
                f"{model} in the lecture's layout, input {_input(model)}", LECTURE_DOC),
     )),
+    *(Report(f"{model}_layers.csv", _layers_csv(model),
+             f"{model} layer by layer, input {_input(model)}", LAYERS_DOC)
+      for model in LATER_FAMILIES),
     Report("googlenet_paper.csv", _styled_csv("googlenet", "paper", "macs"),
            "GoogLeNet's Table 1, input 3x224x224", GOOGLENET_PAPER_DOC),
     Report("resnet50_paper.csv", _styled_csv("resnet50", "paper", "macs"),
@@ -170,9 +176,11 @@ REPORTS: list[Report] = [
     # The issue's names: bottleneck_<model>.csv holds the per-module savings, the
     # headline of the analysis; the pair and network levels sit beside it.
     *(Report(f"bottleneck_{model}{suffix}.csv", _bottleneck_csv(model, level),
-             f"{model}'s 1x1 bottlenecks, {level} level, input 3x224x224", BOTTLENECK_DOC)
-      for model in ("googlenet", "resnet50")
-      for level, suffix in (("module", ""), ("pair", "_pairs"), ("network", "_network"))),
+             f"{model}'s 1x1 bottlenecks, {level} level, input {_input(model)}", BOTTLENECK_DOC)
+      for model in ("googlenet", "resnet50", "densenet121", "efficientnet_b0")
+      for level, suffix in (("module", ""), ("pair", "_pairs"), ("network", "_network"))
+      # an MBConv's 1x1 feeds a depthwise conv: no 1x1 -> kxk pair to list
+      if (model, level) != ("efficientnet_b0", "pair")),
 ]
 
 
