@@ -166,6 +166,8 @@ def test_efficientnet_against_torchvision_documentation(variant: str) -> None:
     paper = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456, "b6": 528,
              "b7": 600}
     assert info.input_shape == (3, paper[variant], paper[variant])
+    # the zoo says where the two differ (only B2)
+    assert (f"torchvision evaluates at {crop}" in info.source) == (crop != paper[variant])
 
 
 # -- deformable convolution (Dai et al. 2017) ---------------------------------------------

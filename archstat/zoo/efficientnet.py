@@ -159,9 +159,11 @@ Builder = Callable[..., nn.Module]
 def _variant(name: str) -> Callable[[Builder], Builder]:
     width, depth, resolution, crop = VARIANTS[name]
     params, gmacs = TORCHVISION[name]
+    source = EFFICIENTNET_PAPER
+    if crop != resolution:  # B2: the paper's 260, torchvision's 288
+        source += f"; input {resolution} as in the paper, torchvision evaluates at {crop}"
     return register_model(
-        family="efficientnet", input_shape=(3, resolution, resolution),
-        source=EFFICIENTNET_PAPER,
+        family="efficientnet", input_shape=(3, resolution, resolution), source=source,
         reference={"params": params, "torchvision_gmacs": gmacs, "torchvision_crop": crop,
                    "width": width, "depth": depth, "resolution": resolution})
 
