@@ -274,6 +274,7 @@ def repo_report():
     return run_checks(REPO / "archstat.toml")
 
 
+@pytest.mark.slow  # repo_report checks every zoo model
 def test_repo_budgets_cover_every_zoo_model_and_pass(repo_report) -> None:
     assert repo_report.exit_code == 0
     assert list(dict.fromkeys(r.label for r in repo_report.results)) == list_models()
@@ -282,6 +283,7 @@ def test_repo_budgets_cover_every_zoo_model_and_pass(repo_report) -> None:
                        "peak_activation_bytes"}
 
 
+@pytest.mark.slow
 def test_repo_budgets_are_tight(repo_report) -> None:
     # rounded up to 3 significant digits: under 1% of headroom everywhere
     assert all(0 <= r.headroom_pct < 1 for r in repo_report.results), [

@@ -45,6 +45,7 @@ def test_markdown_and_depth() -> None:
     assert out.count("\n| ") == 2 + 11 + 1  # header, separator, 11 rows, totals
 
 
+@pytest.mark.slow  # traces every zoo model
 def test_zoo_lists_every_model() -> None:
     from archstat.zoo import get_model, list_models
 

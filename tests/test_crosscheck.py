@@ -33,7 +33,8 @@ def _no_unexplained(result: peers.CrossCheck) -> None:
         assert sum(check.modules["peer_flops"]) == check.peer_total
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet50", "googlenet"])
+@pytest.mark.parametrize("name", [pytest.param("vgg16", marks=pytest.mark.slow), "resnet50",
+                                  pytest.param("googlenet", marks=pytest.mark.slow)])
 def test_zoo_agrees_with_both_peers_module_by_module(name: str) -> None:
     result = archstat.crosscheck(name)
     _no_unexplained(result)

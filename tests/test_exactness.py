@@ -358,6 +358,7 @@ def test_data_movement_is_not_unhandled(build, shape) -> None:
 
 # -- 3. one memory figure --------------------------------------------------------------
 
+@pytest.mark.slow  # a real GoogLeNet forward on the CPU, twice
 def test_googlenet_has_one_peak_and_one_activation_figure() -> None:
     from archstat.budget.checks import budget_metrics
     from archstat.compare import compare_models
@@ -791,6 +792,7 @@ def test_vgg16_at_a_huge_batch_is_exact(capsys) -> None:
     assert numbers and min(numbers) >= 0
 
 
+@pytest.mark.slow  # a real VGG-16 forward on the CPU
 def test_vgg16_activation_bytes_by_hand_match_a_real_run() -> None:
     from archstat.realrun import zoo_model
 

@@ -15,6 +15,13 @@ from archstat.zoo.googlenet import TABLE1, TABLE1_MODULES
 from archstat.zoo.vgg import cfgs as vgg_cfgs
 
 ALL_MODELS = list_models()
+# Whole-model cases: the first model of each family stays in the development loop; the rest
+# are `slow` (pytest -m "not slow" skips them, CI runs them all).
+FIRST_OF_FAMILY = {get_model_info(n).family: n for n in reversed(ALL_MODELS)}.values()
+
+
+def _first_of_family_quick(names: list[str]) -> list:
+    return [n if n in FIRST_OF_FAMILY else pytest.param(n, marks=pytest.mark.slow) for n in names]
 
 
 def _build(name: str, **config) -> nn.Module:
@@ -53,20 +60,23 @@ def test_registry_is_populated():
     assert len(ALL_MODELS) == len(set(ALL_MODELS))
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", _first_of_family_quick(ALL_MODELS))
 def test_builds_on_meta(name):
     model = _build(name)
     assert all(p.is_meta for p in model.parameters())
 
 
 # zfnet and googlenet have no published total; their totals are checked by hand below.
-@pytest.mark.parametrize("name", [n for n in ALL_MODELS if "params" in get_model_info(n).reference])
+@pytest.mark.parametrize(
+    "name",
+    _first_of_family_quick([n for n in ALL_MODELS if "params" in get_model_info(n).reference]),
+)
 def test_params_match_reference(name):
     info = get_model_info(name)
     assert _params(_build(name)) == info.reference["params"]
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", _first_of_family_quick(ALL_MODELS))
 def test_forward_shape(name):
     info = get_model_info(name)
     num_classes = 10 if info.family == "lenet" else 1000
@@ -74,7 +84,7 @@ def test_forward_shape(name):
     assert out.shape == (2, num_classes)
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", _first_of_family_quick(ALL_MODELS))
 def test_num_classes_is_forwarded(name):
     info = get_model_info(name)
     out = _forward(_build(name, num_classes=7), info.input_shape)
@@ -90,8 +100,7 @@ def _linear(fin: int, fout: int) -> int:
 
 
 def _weight_layers(model: nn.Module) -> list[int]:
-    """Parameters of each conv and linear layer, in order (none of these models has
-    trainable parameters elsewhere, except in BatchNorm)."""
+    """Parameters (weights and biases) of each conv and linear layer, in forward order."""
     return [_params(m) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
@@ -350,8 +359,8 @@ def test_resnet_stride_placement():
         ("resnet18", (2, 2, 2, 2)),
         ("resnet34", (3, 4, 6, 3)),
         ("resnet50", (3, 4, 6, 3)),
-        ("resnet101", (3, 4, 23, 3)),
-        ("resnet152", (3, 8, 36, 3)),
+        pytest.param("resnet101", (3, 4, 23, 3), marks=pytest.mark.slow),
+        pytest.param("resnet152", (3, 8, 36, 3), marks=pytest.mark.slow),
     ],
 )
 def test_resnet_stage_layout(name, blocks):
