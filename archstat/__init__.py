@@ -40,6 +40,10 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from archstat.peers import CrossCheck, crosscheck
     from archstat.snapshots import DiffReport, diff, snapshot
     from archstat.zoo import ZooListing, get_model, get_model_info, list_models, zoo_listing
+    from archstat.accuracy import AccuracyTable, accuracy_table
+    from archstat.factorize import Factorization, factorize_model
+    from archstat.predictor import DeviceProfile, PredictReport, calibrate, predict
+    from archstat.scaling import ScalingReport, ScalingSweep, scale, scale_sweep
 
 #: public name -> (module, attribute there)
 _EXPORTS: dict[str, tuple[str, str]] = {
@@ -74,6 +78,18 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "get_model_info": ("archstat.zoo", "get_model_info"),
     "zoo_listing": ("archstat.zoo", "zoo_listing"),
     "ZooListing": ("archstat.zoo", "ZooListing"),
+    "factorize_model": ("archstat.factorize", "factorize_model"),
+    "Factorization": ("archstat.factorize", "Factorization"),
+    "scale": ("archstat.scaling", "scale"),
+    "scale_sweep": ("archstat.scaling", "scale_sweep"),
+    "ScalingReport": ("archstat.scaling", "ScalingReport"),
+    "ScalingSweep": ("archstat.scaling", "ScalingSweep"),
+    "accuracy_table": ("archstat.accuracy", "accuracy_table"),
+    "AccuracyTable": ("archstat.accuracy", "AccuracyTable"),
+    "predict": ("archstat.predictor", "predict"),
+    "calibrate": ("archstat.predictor", "calibrate"),
+    "PredictReport": ("archstat.predictor", "PredictReport"),
+    "DeviceProfile": ("archstat.predictor", "DeviceProfile"),
 }
 
 __all__ = [
@@ -84,6 +100,9 @@ __all__ = [
     "assert_within_budget", "suggest_budgets", "snapshot", "diff", "DiffReport",
     "crosscheck", "CrossCheck", "CONVENTIONS", "Convention", "InputSpec", "list_models",
     "get_model", "get_model_info", "zoo_listing", "ZooListing",
+    "factorize_model", "Factorization", "scale", "scale_sweep", "ScalingReport",
+    "ScalingSweep", "accuracy_table", "AccuracyTable", "predict", "calibrate",
+    "PredictReport", "DeviceProfile",
 ]
 assert set(__all__[2:]) == set(_EXPORTS)
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from archstat.conventions import Convention, get_convention
+from archstat.display import Display
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import (
     FLOAT_DTYPES,
@@ -39,6 +40,7 @@ from archstat.inputs import (
     input_specs,
     make_inputs,
 )
+from archstat.receptive import FIELD_COLUMNS, field_columns, receptive_fields
 from archstat.spec import ResolvedModel, resolve_model
 from archstat.trace import liveness
 from archstat.trace.metakernels import tensors_in
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 FLOP_COLUMNS = ["flops"] + [f"flops_{kind}" for kind in KINDS]
 LAYER_COLUMNS = [
     "name", "type", "input_shape", "output_shape", "params", "activation_bytes",
-    *FLOP_COLUMNS, "unhandled_ops", "ops", "live_bytes_after",
+    *FLOP_COLUMNS, "unhandled_ops", "ops", "live_bytes_after", *FIELD_COLUMNS,
 ]
 #: Per-layer columns of a training analysis (``train=True``), in the convention's unit:
 #: the backward's ops attributed to the layer (the work for its input's gradient and for
@@ -59,11 +61,12 @@ LAYER_COLUMNS = [
 TRAIN_COLUMNS = ["backward_flops", "backward_input_flops", "backward_weight_flops",
                  "recompute_flops"]
 _SUMMED = ["params", "activation_bytes", *FLOP_COLUMNS, *TRAIN_COLUMNS, "unhandled_ops"]
-_LAST = ["output_shape", "live_bytes_after"]  # a merged row keeps its last record's value
+# a merged row keeps its last record's value
+_LAST = ["output_shape", "live_bytes_after", *FIELD_COLUMNS]
 
 
 @dataclass
-class Analysis:
+class Analysis(Display):
     """The result of :func:`analyze`: data only (rendering it is :mod:`archstat.render`'s).
 
     ``rows`` has one dict per layer record (``columns``: LAYER_COLUMNS, with
@@ -260,8 +263,9 @@ def layer_table(t: Trace, convention: Convention, live: liveness.LiveProfile | N
     rows = []
     unhandled: dict[str, dict[str, Any]] = {}
     live_after = liveness.live_bytes_after_records(t, live or liveness.profile(t))
-    for record, counts, after in zip(t.records, record_counts(t, convention), live_after,
-                                     strict=True):
+    fields = receptive_fields(t).records
+    for record, counts, after, rf in zip(t.records, record_counts(t, convention), live_after,
+                                         fields, strict=True):
         for event in counts.pop("unhandled"):
             entry = unhandled.setdefault(event.packet.__name__, {"calls": 0, "modules": []})
             entry["calls"] += 1
@@ -272,7 +276,7 @@ def layer_table(t: Trace, convention: Convention, live: liveness.LiveProfile | N
             "name": record.name, "type": record.type,
             "input_shape": record.input_shape, "output_shape": record.output_shape,
             "params": record.params, "activation_bytes": record.activation_bytes,
-            **counts, "ops": ops, "live_bytes_after": after,
+            **counts, "ops": ops, "live_bytes_after": after, **field_columns(rf),
         })
     columns = LAYER_COLUMNS
     if t.train:

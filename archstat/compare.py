@@ -10,7 +10,10 @@ Per model, over its compute layers (:mod:`archstat.compute_layers`):
   "memory" total: a conv's output once, not again for the in-place ReLU after it);
 * ``layers``: conv and fc layers; ``depth``: conv and fc layers on the longest path
   through the data flow (22 for GoogLeNet, whose inception branches run side by side);
-* ``<metric>_ratio``: the figure divided by the first model's.
+* ``<metric>_ratio``: the figure divided by the first model's;
+* with a ``device``, ``predicted_ms``: the predicted forward latency on it
+  (:func:`archstat.predict`) of the compared part, and findings that name the
+  memory-bound layers behind the latency ratio.
 
 The per-stage breakdown groups layers by output resolution (the larger spatial side; fc
 and flatten layers, whose outputs are vectors, count at resolution 1).
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from archstat.compute_layers import WEIGHT_KINDS, ComputeLayer, compute_layers, weight_depth
+from archstat.display import Display
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.lecture import layer_names
 from archstat.trace import liveness
@@ -47,6 +51,8 @@ TRAIN_METRICS = ("backward_flops", "train_step_flops")
 #: The findings compare the networks up to this fraction of the input's side (28 at 224):
 #: the stem, where the lecture shows GoogLeNet and VGG-16 differ most.
 STEM_FRACTION = 8
+#: The metric a comparison on a ``device`` adds (milliseconds, :mod:`archstat.predictor`).
+PREDICT_METRICS = ("predicted_ms",)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class Finding:
 
 
 @dataclass
-class Comparison:
+class Comparison(Display):
     """``total_rows``: one per model (METRICS, and TRAIN_METRICS for a training
     comparison, each with its ratio to the first model, ``<metric>_ratio``);
     ``stage_rows``: one per output resolution, ``<model>_<metric>`` keys; ``findings``:
@@ -166,7 +172,7 @@ def _ratio(value: int, first: int) -> float | None:
 
 def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first = rows[0]
-    metrics = [*METRICS, *(m for m in TRAIN_METRICS if m in first)]
+    metrics = [*METRICS, *(m for m in (*TRAIN_METRICS, *PREDICT_METRICS) if m in first)]
     for row in rows:
         for metric in metrics:
             row[f"{metric}_ratio"] = _ratio(row[metric], first[metric])
@@ -228,14 +234,54 @@ def _findings(models: list[tuple[Any, list[ComputeLayer]]], totals: list[dict[st
     return findings
 
 
+def _predictions(models: list[tuple[Any, list[ComputeLayer]]], device: Any, cut: bool
+                 ) -> list[Any]:
+    """Each model's :class:`~archstat.predictor.PredictReport` on ``device``: of the
+    whole forward, or (``cut``) of its ops up to the last compared layer's."""
+    from archstat.predictor import predict_analysis
+
+    reports = []
+    for analysis, layers in models:
+        last = max((e for layer in layers for e in layer.events), default=-1)
+        reports.append(predict_analysis(analysis, device, range(last + 1) if cut else None))
+    return reports
+
+
+def _latency_findings(totals: list[dict[str, Any]], reports: list[Any]) -> list[Finding]:
+    """Per later model: its predicted latency ratio beside its FLOP ratio, the
+    memory-bound share of each model's time and its slowest memory-bound layers."""
+    def figures(report: Any) -> dict[str, Any]:
+        t = report.totals
+        return {"ms": t["predicted_ms"], "memory_ms": t["memory_bound_ms"],
+                "overhead_ms": t["overhead_bound_ms"],
+                "memory_layers": [(r["name"], r["type"], r["predicted_ms"])
+                                  for r in report.slowest("memory", 3)]}
+
+    first = figures(reports[0])
+    findings = []
+    for row, report in zip(totals[1:], reports[1:], strict=True):
+        if row["predicted_ms_ratio"] is None:
+            continue
+        findings.append(Finding("latency", row["model"], totals[0]["model"],
+                                row["predicted_ms_ratio"], {
+                                    "device": report.profile.name,
+                                    "flops_ratio": row["flops_ratio"],
+                                    **figures(report),
+                                    **{f"first_{k}": v for k, v in first.items()}}))
+    return findings
+
+
 def compare(
     analyses: Sequence[Any],
     until_resolution: int | None = None,
     until: Sequence[str] | None = None,
+    device: Any = None,
 ) -> Comparison:
     """Compare analysed models (all under one convention), whole or cut: at the layer
     that brings the maps down to ``until_resolution``, or at a named layer (``until``:
-    one name for every model, or one per model)."""
+    one name for every model, or one per model). With ``device`` (a device of the
+    table, a profile file or a :class:`~archstat.predictor.DeviceProfile`), each model's
+    predicted latency on it is compared too."""
     if not analyses:
         raise ArchstatError("compare needs at least one model")
     if len({a.model for a in analyses}) < len(analyses):
@@ -255,7 +301,13 @@ def compare(
         if until:
             layers = cut_at_layer(analysis, layers, until[index if len(until) > 1 else 0])
         models.append((analysis, layers))
-    totals = _with_ratios([_totals(a, layers) for a, layers in models])
+    rows = [_totals(a, layers) for a, layers in models]
+    reports: list[Any] = []
+    if device is not None:
+        reports = _predictions(models, device, bool(until_resolution is not None or until))
+        for row, report in zip(rows, reports, strict=True):
+            row["predicted_ms"] = report.totals["predicted_ms"]
+    totals = _with_ratios(rows)
     cut = " and ".join(filter(None, [
         f"down to {until_resolution}x{until_resolution}" if until_resolution is not None
         else "", f"until {', '.join(until)}" if until else ""]))
@@ -265,9 +317,11 @@ def compare(
         stage_rows=_stages(models),
         settings={"models": [a.model for a in analyses],
                   "input_shape": {a.model: a.settings()["input_shape"] for a in analyses},
-                  "batch": first.batch, "convention": first.convention, "dtype": first.dtype},
+                  "batch": first.batch, "convention": first.convention, "dtype": first.dtype,
+                  **({"device": reports[0].profile.name} if reports else {})},
         cut=cut,
-        findings=[] if cut else _findings(models, totals),
+        findings=([] if cut else _findings(models, totals))
+        + (_latency_findings(totals, reports) if reports else []),
     )
 
 
@@ -280,12 +334,21 @@ def compare_models(
     until_resolution: int | None = None,
     until: Sequence[str] | None = None,
     train: bool = False,
+    device: Any = None,
 ) -> Comparison:
     """Analyse each model (zoo name or spec string) and compare them (see :func:`compare`);
     with ``train``, in training mode with their backward passes (``backward_flops`` and
-    ``train_step_flops`` columns)."""
+    ``train_step_flops`` columns); with ``device``, their predicted latency on it too."""
     from archstat.analysis import analyze
 
+    if device is not None:  # a wrong device or dtype costs no analysis
+        from archstat.predictor import device_profile
+
+        if train:
+            raise ArchstatError("`device`: latency is predicted for the inference forward "
+                                "pass; compare on a device without `train`")
+        device = device_profile(device)
+        device.check_dtype(dtype)
     analyses = [analyze(m, input_shape=input_shape, batch=batch, convention=convention,
                         dtype=dtype, train=train) for m in models]
-    return compare(analyses, until_resolution, until)
+    return compare(analyses, until_resolution, until, device)

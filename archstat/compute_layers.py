@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from archstat.receptive import ReceptiveField, receptive_fields
 from archstat.trace.ops import OpEvent, op_kind
 from archstat.trace.tracer import Trace
 
@@ -62,6 +63,8 @@ class ComputeLayer:
     ``filters`` is the output channels of a conv or the output features of an fc layer;
     ``kernel``, ``stride`` and ``padding`` are per spatial dimension. ``group`` is the
     branching module (inception module, residual block) the layer sits in, or None.
+    ``receptive_field`` is the field of the layer's own output (:mod:`archstat.receptive`),
+    None where it has none.
     """
 
     kind: str
@@ -86,6 +89,7 @@ class ComputeLayer:
     #: for a layer on a gating path (an SE block's fc layers), the larger side of the
     #: map its result scales (see :func:`gating_paths`), else None
     gates: int | None = None
+    receptive_field: ReceptiveField | None = None
 
     @property
     def resolution(self) -> int:
@@ -279,6 +283,7 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
     merges = _merge_modules(trace)
     layers: list[ComputeLayer] = []
     counts = record_counts(trace, analysis.convention)
+    fields = receptive_fields(trace)
     for index, record in enumerate(trace.records):
         for number, piece in enumerate(_pieces(trace, analysis.convention, counts[index],
                                                index)):
@@ -289,6 +294,9 @@ def compute_layers(analysis: Any) -> list[ComputeLayer]:
                                      piece.output_shape, output_bytes=piece.output_bytes,
                                      group=_group(record.name, merges), leaf=record.leaf)
                 _geometry(layer, _first_event(trace, piece.events, layer.kind))
+                # a whole record's output, or the op that starts a stretch of a container's code
+                layer.receptive_field = (fields.records[index] if piece.events == record.events
+                                         else fields.event(piece.events[0]))
                 layers.append(layer)
             if index not in layer.records:
                 layer.records.append(index)

@@ -8,6 +8,8 @@ a row), with the lecture's columns and units, per image:
 * ``params_k``: weights + biases / 1000;
 * ``flop_m``: the layer's count under the analysis's convention / 1e6; ``lecture``
   (multiply-adds, and pooling at kernel area per output element) is the lecture's;
+* ``receptive_field``: the input pixels a unit of the layer's output sees (the largest
+  over the paths; see :mod:`archstat.receptive`), one side when square, else ``HxW``;
 * ``backward_flop_m`` (a training analysis only): the layer's backward (and checkpointed
   recomputation) in the same unit.
 
@@ -21,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from archstat.compute_layers import ComputeLayer, compute_layers, is_chain, numel, side, spatial_str
+from archstat.display import Display
 
 COLUMNS = [
     "layer", "in_channels", "in_size", "filters", "kernel", "stride", "pad", "out_channels",
-    "out_size", "memory_kb", "params_k", "flop_m",
+    "out_size", "memory_kb", "params_k", "flop_m", "receptive_field",
 ]
 BYTES_PER_ELEMENT = 4  # the lecture counts float32 activations
 
@@ -65,11 +68,12 @@ def lecture_row(name: str, layer: ComputeLayer, batch: int) -> dict[str, Any]:
         "memory_kb": numel(layer.output_shape) // batch * BYTES_PER_ELEMENT / 1024,
         "params_k": layer.params / 1000,
         "flop_m": layer.flops / batch / 1e6,
+        "receptive_field": side(layer.receptive_field.size) if layer.receptive_field else None,
     }
 
 
 @dataclass
-class LectureTable:
+class LectureTable(Display):
     """The lecture's table of an analysis: ``rows`` (COLUMNS, plus ``backward_flop_m`` for a
     training analysis; exact values), ``groups`` (per row, the branching module it sits
     in; None for a plain chain, whose rows carry the lecture's names), and the analysis

@@ -68,6 +68,7 @@ from torch import nn
 
 from archstat import workspace
 from archstat.analysis import analyze, float_dtype
+from archstat.display import Display
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import example_inputs, input_specs, make_inputs
 from archstat.realrun import MeasuredPeaks, available_memory, measure_peaks
@@ -151,7 +152,7 @@ class MemoryEstimate:
 
 
 @dataclass
-class MemoryReport:
+class MemoryReport(Display):
     """The result of :func:`estimate_memory`: one estimate per batch size, in the order
     asked, and with a budget, the largest batch whose estimated peak fits it (0 when not
     even batch 1 fits; when ``search_capped``, at least that: the search stops at

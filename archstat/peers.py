@@ -45,6 +45,7 @@ from torch import nn
 
 from archstat.analysis import Analysis, analyze, float_dtype
 from archstat.conventions import CONVENTIONS, Convention, extra_packets
+from archstat.display import Display
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.inputs import ModelInputs, make_inputs
 from archstat.spec import resolve_model
@@ -203,7 +204,7 @@ class PeerCheck:
 
 
 @dataclass
-class CrossCheck:
+class CrossCheck(Display):
     """The result of :func:`crosscheck`: one PeerCheck per peer, in the order asked.
     ``cpu_bytes`` is archstat's estimate of the memory the CPU run needed (params +
     buffers + input + peak activations, bytes) that decided it could run."""

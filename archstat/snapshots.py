@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from archstat._version import __version__
+from archstat.display import Display
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.units import format_percent
 
@@ -305,7 +306,7 @@ def analyze_recorded(record: dict[str, Any], model: str | None = None) -> Any:
 
 
 @dataclass(frozen=True)
-class DiffReport:
+class DiffReport(Display):
     """Every compared model; ``notes`` says when the snapshot came from other versions
     of archstat or torch (counts can then differ for reasons outside the model)."""
 

@@ -67,11 +67,14 @@ def test_lecture_terminal_rounds_like_the_slides() -> None:
     assert result.exit_code == 0, result.output
     conv1 = next(line for line in result.output.splitlines() if "conv1" in line)
     cells = [c.strip() for c in conv1.split("│") if c.strip()]
-    assert cells == ["conv1", "3", "227", "64", "11", "4", "2", "64", "56", "784", "23", "73"]
+    # the last cell is the receptive field: one 11x11 kernel sees 11 pixels
+    assert cells == ["conv1", "3", "227", "64", "11", "4", "2", "64", "56", "784", "23", "73",
+                     "11"]
     fc6 = next(line for line in result.output.splitlines() if "fc6" in line)
     assert "37,753" in fc6 and fc6.rstrip(" │").endswith("38")
     pool1 = next(line for line in result.output.splitlines() if "pool1" in line)
-    assert pool1.rstrip(" │").endswith("0.4")
+    # flop 0.4, then the field: 11 + (3 - 1) x 4 = 19
+    assert pool1.rstrip(" │").endswith("0.4 │  19")
 
 
 def test_vgg16_lecture_totals_by_hand() -> None:

@@ -38,6 +38,7 @@ from archstat.analysis import analyze
 from archstat.bench import per_layer, stats
 from archstat.bench.devices import Peak, find_device, peak_for
 from archstat.bench.timing import CpuTimer, CudaTimer, Policy, Timer, measure, time_call, warm_up
+from archstat.display import Display
 from archstat.errors import ArchstatError
 from archstat.spec import resolve_model
 from archstat.units import parse_int_list
@@ -61,7 +62,7 @@ Progress = Callable[[int, int, str], None]
 
 
 @dataclass
-class BenchReport:
+class BenchReport(Display):
     """``meta``: how and where it was measured; ``results``: one row per model x batch
     size (RESULT_COLUMNS); ``per_layer``: with ``per_layer=True``, one entry per point
     with the method, the hooks' overhead and its ``layers`` table, slowest first."""

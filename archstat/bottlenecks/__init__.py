@@ -45,6 +45,7 @@ from archstat.bottlenecks.detect import convolutions, links, module_rows, pair_r
 from archstat.bottlenecks.mobile import mbconv_blocks, mbconv_row
 from archstat.bottlenecks.naming import ModuleNames
 from archstat.bottlenecks.se import SEBlock, se_blocks
+from archstat.display import Display
 from archstat.errors import ArchstatError, did_you_mean
 from archstat.trace.dataflow import DataFlow
 
@@ -77,7 +78,7 @@ COLUMNS = {"pairs": PAIR_COLUMNS, "modules": MODULE_COLUMNS, "lecture": LECTURE_
 
 
 @dataclass
-class BottleneckReport:
+class BottleneckReport(Display):
     """The result of :func:`bottleneck`: per table of the requested level, its rows
     (``rows["pairs"]`` ...; other levels' tables are absent), exact values.
 

@@ -14,7 +14,9 @@ The metrics, all exact integers:
   as ``archstat memory``'s peak activations);
 * ``train_step_flops`` (``max_train_flops``): a training step's forward and backward,
   plus the entry's ``optimizer`` step if it names one, traced in training mode (the
-  other metrics of such an entry come from the same training trace).
+  other metrics of such an entry come from the same training trace);
+* ``predicted_ms`` (``max_predicted_ms``): the forward latency :func:`archstat.predict`
+  predicts on the entry's ``device``, held in whole nanoseconds and shown in ms.
 
 A limit passes when ``actual <= limit``, so a budget exceeded by one FLOP fails.
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 from archstat.budget.file import (
     LIMIT_KEYS,
+    NS_PER_MS,
     BudgetEntry,
     BudgetFileError,
     Limit,
@@ -36,6 +39,7 @@ from archstat.budget.file import (
     load_budgets,
     make_limit,
 )
+from archstat.display import Display
 from archstat.errors import ArchstatError
 from archstat.snapshots import (
     TOTAL_METRICS,
@@ -92,7 +96,9 @@ class CheckResult:
 
     def show(self, value: int) -> str:
         """``value`` in this limit's unit, exact, in the prefix family the budget was
-        written in (MiB when it says MiB, else MB)."""
+        written in (MiB when it says MiB, else MB); a latency in ms."""
+        if self.unit == "ms":
+            return f"{value / NS_PER_MS:.6g}ms"
         return format_quantity(value, self.unit, is_binary(self.limit_text))
 
     @property
@@ -109,7 +115,7 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class CheckReport:
+class CheckReport(Display):
     """The results of a budget file, in file order."""
 
     display: str
@@ -173,7 +179,13 @@ def evaluate(entry: BudgetEntry, snapshots: dict[Path, Snapshot] | None = None) 
                            optimizer=entry.optimizer)
     except Exception as exc:  # any failure: it is reported for this entry, others go on
         return [_error(entry, "model", _reason(exc))]
-    results = compare(entry.label, budget_metrics(analysis), entry.limits, analysis)
+    metrics = budget_metrics(analysis)
+    if entry.predicts:
+        try:
+            metrics["predicted_ms"] = _predicted_ns(entry, analysis)
+        except Exception as exc:
+            return [_error(entry, "max_predicted_ms", _reason(exc))]
+    results = compare(entry.label, metrics, entry.limits, analysis)
     if entry.baseline is not None:
         if entry.train:  # a snapshot is of the inference forward: diff that one
             try:
@@ -184,6 +196,19 @@ def evaluate(entry: BudgetEntry, snapshots: dict[Path, Snapshot] | None = None) 
                 return [*results, _error(entry, "baseline", _reason(exc))]
         results += _against_baseline(entry, analysis, snapshots if snapshots is not None else {})
     return results
+
+
+def _predicted_ns(entry: BudgetEntry, analysis: Any) -> int:
+    """The entry's predicted forward latency on its device, in whole nanoseconds (the
+    inference forward: a training entry's model is analysed again without training)."""
+    from archstat.analysis import analyze
+    from archstat.predictor import predict_analysis
+
+    if analysis.train:
+        analysis = analyze(entry.model, input_shape=entry.input_shape, batch=entry.batch,
+                           convention=entry.convention, dtype=entry.dtype)
+    report = predict_analysis(analysis, entry.device)
+    return round(report.totals["predicted_ms"] * NS_PER_MS)
 
 
 def _against_baseline(entry: BudgetEntry, analysis: Any, snapshots: dict[Path, Snapshot]) \

@@ -16,6 +16,9 @@ A file holds an array of ``[[budget]]`` tables, one per model and setting::
     optimizer = "adam"            # optional, with max_train_flops: whose step is counted
     baseline = "baseline.json"    # optional: `archstat snapshot` output, beside this file
     tolerance = "0.5%"            # optional: growth over the baseline that still passes
+    max_predicted_ms = 2.5        # predicted forward latency (archstat predict), ms
+    device = "H100"               # with max_predicted_ms: a device of the table, or a
+                                  # profile JSON file beside this budget file
 
 Loading validates everything it can without building a model (keys, types, units, signs,
 shapes, conventions), so a configuration mistake is one precise ``file:line`` message.
@@ -48,11 +51,14 @@ LIMIT_KEYS: dict[str, tuple[str, str]] = {
     "max_layer_activation_bytes": ("layer_activation_bytes", "B"),
     "max_peak_activation_bytes": ("peak_activation_bytes", "B"),
     "max_train_flops": ("train_step_flops", ""),
+    "max_predicted_ms": ("predicted_ms", "ms"),
 }
+#: Limits in milliseconds, held as exact integers of nanoseconds.
+NS_PER_MS = 1_000_000
 #: Limits measured on a training trace (forward and backward).
 TRAIN_METRICS = frozenset({"train_step_flops"})
 ENTRY_KEYS = ("model", "name", "input", "batch", "convention", "dtype", *LIMIT_KEYS,
-              "optimizer", "baseline", "tolerance")
+              "optimizer", "baseline", "tolerance", "device")
 DEFAULT_FILE = "archstat.toml"
 
 
@@ -98,6 +104,12 @@ class BudgetEntry:
     line: int
     key_lines: Mapping[str, int] = field(default_factory=dict, repr=False)
     optimizer: str | None = None
+    device: Any = None  # with max_predicted_ms: a DeviceProfile
+
+    @property
+    def predicts(self) -> bool:
+        """Whether a limit needs a latency prediction (``max_predicted_ms``)."""
+        return any(limit.metric == "predicted_ms" for limit in self.limits)
 
     @property
     def train(self) -> bool:
@@ -124,7 +136,30 @@ def make_limit(key: str, value: int | float | str, line: int = 0) -> Limit:
         raise ArchstatError(f"unknown limit {key!r}{did_you_mean(key, LIMIT_KEYS)}")
     metric, unit = LIMIT_KEYS[key]
     text = value if isinstance(value, str) else str(value)
+    if unit == "ms":
+        return Limit(key, metric, unit, _nanoseconds(value), text, line)
     return Limit(key, metric, unit, parse_quantity(value, unit), text, line)
+
+
+def _nanoseconds(value: int | float | str) -> int:
+    """A positive number of milliseconds (``2.5``, ``"2.5"``, ``"2.5ms"``) as whole
+    nanoseconds."""
+    from decimal import Decimal, InvalidOperation
+
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip().removesuffix("ms").strip())
+        except InvalidOperation:
+            number = None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = Decimal(str(value))
+    else:
+        number = None
+    if number is None or not number.is_finite() or number <= 0:
+        raise ArchstatError(f"expected a positive number of milliseconds such as 2.5, "
+                            f"got {value!r}")
+    return int(number * NS_PER_MS)
 
 
 def find_budget_file(path: str | Path | None = None) -> Path:
@@ -291,7 +326,8 @@ class _EntryReader:
             input_shape=self.input_shape(), batch=self.batch(),
             convention=self.convention(), dtype=self.dtype(), limits=limits,
             baseline=self.baseline(base), tolerance=self.tolerance(),
-            line=self.span.line, key_lines=self.key_lines, optimizer=self.optimizer(limits))
+            line=self.span.line, key_lines=self.key_lines, optimizer=self.optimizer(limits),
+            device=self.device(limits, base))
 
     def model(self) -> str:
         model = self.raw.get("model")
@@ -330,6 +366,29 @@ class _EntryReader:
                                          f"{did_you_mean(name, OPTIMIZERS)}; choose one of "
                                          f"{', '.join(OPTIMIZERS)}")
         return name
+
+    def device(self, limits: tuple[Limit, ...], base: Path) -> Any:
+        from archstat.predictor import device_profile
+        from archstat.predictor.profile import device_named
+
+        predicts = any(limit.metric == "predicted_ms" for limit in limits)
+        name = self.string("device")
+        if name is None:
+            if predicts:
+                raise self.fail("max_predicted_ms", 'needs device = "NAME" (a device of the '
+                                "table, e.g. H100, or a profile JSON file)")
+            return None
+        if not predicts:
+            raise self.fail("device", "a device only counts with max_predicted_ms")
+        try:
+            beside = base / name
+            is_file = not device_named(name) and (name.lower().endswith(".json")
+                                                  or beside.is_file())
+            profile = device_profile(beside if is_file else name)
+            profile.check_dtype(self.dtype())
+        except ArchstatError as exc:
+            raise self.fail("device", str(exc)) from None
+        return profile
 
     def batch(self) -> int:
         batch = self.raw.get("batch", 1)

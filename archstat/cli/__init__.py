@@ -15,12 +15,16 @@ from archstat._version import __version__
 from archstat.cli import analyze as _analyze
 from archstat.cli import bench as _bench
 from archstat.cli import bottleneck as _bottleneck
+from archstat.cli import calibrate as _calibrate
 from archstat.cli import check as _check
 from archstat.cli import compare as _compare
 from archstat.cli import crosscheck as _crosscheck
+from archstat.cli import factorize as _factorize
 from archstat.cli import memory as _memory
 from archstat.cli import plot as _plot
+from archstat.cli import predict as _predict
 from archstat.cli import report as _report
+from archstat.cli import scale as _scale
 from archstat.cli import snapshot as _snapshot
 
 app = typer.Typer(
@@ -62,6 +66,10 @@ app.command("diff")(_snapshot.diff)
 app.command("bench")(_bench.bench)
 app.command("memory")(_memory.memory)
 app.command("crosscheck")(_crosscheck.crosscheck)
+app.command("factorize")(_factorize.factorize)
+app.command("scale")(_scale.scale)
+app.command("predict")(_predict.predict)
+app.command("calibrate")(_calibrate.calibrate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,9 @@ def compare(
     train: Annotated[bool, typer.Option(
         "--train", help="Also compare the training cost: backward and forward+backward.")
     ] = False,
+    device: Annotated[str | None, typer.Option(
+        "--device", help="Also compare the predicted latency on this device: one of the "
+        "table (H100, A100, ...) or a profile JSON file (see archstat predict).")] = None,
     stages: Annotated[bool, typer.Option(
         "--stages", help="CSV: the per-stage breakdown instead of the totals.")] = False,
     fmt: FormatOpt = "table",
@@ -51,5 +54,5 @@ def compare(
         result = archstat.compare_models(models, input_shape=input or None, batch=batch,
                                          convention=convention, dtype=dtype,
                                          until_resolution=until_resolution, until=until,
-                                         train=train)
+                                         train=train, device=device)
         show(result, fmt, output, stages_first=stages)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archstat.compute_layers import ComputeLayer, numel
+from archstat.display import Display
 from archstat.errors import ArchstatError
 from archstat.zoo import get_model_info, list_models
 
@@ -28,7 +29,7 @@ class Note:
 
 
 @dataclass
-class PaperTable:
+class PaperTable(Display):
     """``family``'s paper table of ``analysis``: ``rows`` (dicts keyed by ``columns``,
     exact values), ``total`` (the totals row) and ``notes``."""
 

@@ -1,11 +1,12 @@
 """Every result as text: the one package that knows a format.
 
 :func:`render` takes any archstat result and a format and returns text (CSV, JSON,
-Markdown, and for budget checks GitHub annotations and JUnit XML) or, for ``table``, a
-rich renderable for the terminal. Each result type has a module here with its column
-specs (:class:`~archstat.render.table.Column`: header, formatter and what the column
-holds) and its views; :mod:`.table` holds the formats themselves and :mod:`.text` the
-number formatting. Nothing here counts anything, and nothing prints.
+Markdown, an HTML fragment, and for budget checks GitHub annotations and JUnit XML) or,
+for ``table``, a rich renderable for the terminal. Each result type has a module here
+with its column specs (:class:`~archstat.render.table.Column`: header, formatter and
+what the column holds) and its views; :mod:`.table` holds the formats themselves
+(:mod:`.html` the HTML one) and :mod:`.text` the number formatting. Nothing here
+counts anything, and nothing prints.
 
     >>> from archstat.render import render
     >>> print(render(archstat.analyze("lenet5"), "csv"))
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 #: The formats every result comes out in (check reports add github and junit).
-FORMATS = ("table", "csv", "json", "markdown")
+FORMATS = ("table", "csv", "json", "markdown", "html")
 
 
 def render(result: Any, fmt: str = "table", *, width: int | None = None, **options: Any) -> Any:
@@ -73,4 +74,10 @@ _MODULES: dict[str, Any] = {
     "CrossCheck": _Module("crosscheck"),
     "DiffReport": _Module("diff"),
     "ZooListing": _Module("zoo"),
+    "Factorization": _Module("factorize"),
+    "ScalingReport": _Module("scaling"),
+    "ScalingSweep": _Module("scaling"),
+    "PredictReport": _Module("predict"),
+    "DeviceProfile": _Module("predict"),
+    "AccuracyTable": _Module("accuracy"),
 }

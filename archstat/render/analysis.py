@@ -39,6 +39,17 @@ COLUMNS: dict[str, tuple[str, Any, str]] = {
     "ops": ("ops", text.text, "the aten ops it ran, once each"),
     "live_bytes_after": ("live after", text.human_bytes,
                          "bytes of activations still live once it has run"),
+    "receptive_field": ("receptive field", text.text,
+                        "input pixels its first output's units see, the largest over the "
+                        "paths (one side when square, else HxW; blank: no field)"),
+    "receptive_field_min": ("field min", text.text,
+                            "the same through the smallest single path (a shortcut)"),
+    "receptive_field_jump": ("jump", text.text,
+                             "input pixels between the fields of neighbouring units (the "
+                             "effective stride)"),
+    "receptive_field_start": ("start", text.text,
+                              "first input pixel of the first unit's field (negative: in "
+                              "the padding)"),
 }
 SHOWN = ("name", "type", "input_shape", "output_shape", "params", "activation_bytes", "flops")
 TRAIN_SHOWN = ("backward_flops", "backward_input_flops", "backward_weight_flops",
@@ -66,6 +77,8 @@ def layers_table(analysis: Any) -> Table:
     shown = list(SHOWN)
     if analysis.train:
         shown += [k for k in TRAIN_SHOWN if k != "recompute_flops" or totals[k]]
+    if any(row.get("receptive_field") is not None for row in analysis.rows):
+        shown.append("receptive_field")  # a sequence model has none: no empty column
     rows = [dict(row, name=row["name"] or "(root)") for row in analysis.rows]
     footer = {key: totals[key] for key in shown if key in totals}
     footer["name"] = f"total ({text.plural(totals['layers'], 'layer')})"

@@ -126,6 +126,10 @@ def render_check(report: Any, fmt: str, width: int | None = None) -> Any:
     otherwise."""
     if fmt == "table":
         return check_table(report, width)
+    if fmt in ("markdown", "html"):
+        from archstat.render.table import render_tables
+
+        return render_tables([check_view(report)], fmt)
     renderers = {"json": check_json, "github": check_github, "junit": check_junit}
     return renderers[fmt](report)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archstat.compare import METRICS, TRAIN_METRICS
+from archstat.compare import METRICS, PREDICT_METRICS, TRAIN_METRICS
 from archstat.render import text
 from archstat.render.table import Column, Table, records
 
@@ -26,14 +26,16 @@ _DOCS = {
     "depth": "weight layers on the longest path through the data flow",
     "backward_flops": "(training) the backward and recomputation of the compared layers",
     "train_step_flops": "(training) forward plus backward",
+    "predicted_ms": "predicted forward latency on the device (archstat predict)",
 }
 
 
 def title(comparison: Any) -> str:
     s = comparison.settings
     cut = f"  {comparison.cut}" if comparison.cut else ""
+    device = f"  on {s['device']}" if "device" in s else ""
     return (f"{' vs '.join(s['models'])}  batch {s['batch']}  {s['dtype']}  "
-            f"convention {s['convention'].name}{cut}")
+            f"convention {s['convention'].name}{device}{cut}")
 
 
 def _share(part: int, whole: int) -> str:
@@ -46,6 +48,8 @@ def _share(part: int, whole: int) -> str:
 def finding_text(finding: Any, unit: str) -> str:
     """A finding as a sentence; its ratio rounded as the table's ratio column."""
     f = finding.figures
+    if finding.kind == "latency":
+        return latency_text(finding)
     if finding.kind == "params":
         def fc(n: int) -> str:
             return f"{text.plural(n, 'fc layer')} {'holds' if n == 1 else 'hold'}"
@@ -64,22 +68,48 @@ def finding_text(finding: Any, unit: str) -> str:
             f"{text.ratio(f['stem'] / f['first_stem'])}.")
 
 
+def _ms(value: float) -> str:
+    return text.significant(3)(value)
+
+
+def latency_text(finding: Any) -> str:
+    """A latency finding: the predicted ratio beside the FLOP ratio, each model's time by
+    bound, and the memory-bound layers (the slowest three of each model) behind it."""
+    f = finding.figures
+
+    def bounds(prefix: str, model: str) -> str:
+        ms, layers = f[f"{prefix}ms"], f[f"{prefix}memory_layers"]
+        named = ", ".join(f"{name} ({kind}, {_ms(t)} ms)" for name, kind, t in layers)
+        return (f"{model} {_ms(ms)} ms, {_share(f[f'{prefix}memory_ms'], ms) if ms else '-'} "
+                f"memory-bound, {_share(f[f'{prefix}overhead_ms'], ms) if ms else '-'} "
+                f"overhead-bound" + (f" (memory-bound: {named})" if named else ""))
+
+    flops = ("" if f["flops_ratio"] is None
+             else f" against {text.ratio(f['flops_ratio'])} the FLOPs")
+    return (f"latency on {f['device']}: {finding.model} is predicted at "
+            f"{text.ratio(finding.ratio)} the time of {finding.first}{flops}. "
+            f"{bounds('', finding.model)}; {bounds('first_', finding.first)}.")
+
+
 def totals_view(comparison: Any) -> Table:
     name = comparison.convention.name
     headers = {"flops": name, "activation_bytes": "allocated",
                "peak_activation_bytes": "peak live", "output_bytes": "layer outputs",
                "layers": "weight layers", "backward_flops": f"backward ({name})",
-               "train_step_flops": f"fwd+bwd ({name})"}
+               "train_step_flops": f"fwd+bwd ({name})",
+               "predicted_ms": "predicted ms"}
     formats = {"activation_bytes": text.human_bytes, "peak_activation_bytes": text.human_bytes,
-               "output_bytes": text.human_bytes, "layers": text.text, "depth": text.text}
-    metrics = [m for m in (*METRICS, *TRAIN_METRICS) if m in comparison.total_rows[0]]
+               "output_bytes": text.human_bytes, "layers": text.text, "depth": text.text,
+               "predicted_ms": _ms}
+    metrics = [m for m in (*METRICS, *TRAIN_METRICS, *PREDICT_METRICS)
+               if m in comparison.total_rows[0]]
     columns = [Column("model", "model")]
     for metric in metrics:
         columns.append(Column(metric, headers.get(metric, metric),
                               formats.get(metric, text.human), _DOCS.get(metric, "")))
         columns.append(Column(f"{metric}_ratio", f"{metric} ratio", text.ratio,
                               "the figure over the first model's"))
-    data_columns = CSV_COLUMNS + [c for m in TRAIN_METRICS if m in metrics
+    data_columns = CSV_COLUMNS + [c for m in (*TRAIN_METRICS, *PREDICT_METRICS) if m in metrics
                                   for c in (m, f"{m}_ratio")]
     unit = comparison.convention.unit + "s"
     return Table("models", title(comparison), columns, comparison.total_rows,

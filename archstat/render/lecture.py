@@ -31,6 +31,9 @@ def columns(convention_name: str) -> list[Column]:
         Column("flop_m", f"flop (M, {convention_name})", slide,
                "the layer's count / 1e6, per image (convention lecture: multiply-adds, "
                "and pooling at kernel area per output element)"),
+        Column("receptive_field", "RF", text.text,
+               "receptive field: input pixels a unit of the output sees, the largest over "
+               "the paths (one side, or HxW)"),
         Column("backward_flop_m", f"backward (M, {convention_name})", slide,
                "(training) the layer's backward / 1e6, per image"),
     ]

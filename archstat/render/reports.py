@@ -37,7 +37,10 @@ its ops allocate (float32, batch 1; views and in-place results allocate nothing)
 kind (conv, linear, norm, pool, activation, elementwise),
 `unhandled_ops` ops that did work no formula counts, `ops` the aten ops it ran,
 `live_bytes_after` bytes of activations still live once the layer has run (`archstat
-memory`)."""
+memory`), `receptive_field` input pixels a unit of its output sees (largest over the paths;
+`HxW` when not square, blank without a field), `receptive_field_min` the same through the
+smallest single path, `receptive_field_jump` the effective stride and
+`receptive_field_start` the first pixel of the first unit's field (docs/tables.md)."""
 
 LECTURE_DOC = """\
 The EECS 498/598 Lecture 8 layout, per image (convention `lecture`: multiply-adds, and
@@ -47,7 +50,8 @@ activations, norms, dropout, a module's cat or residual add fold into the row be
 module path otherwise; `in_channels`/`in_size`, `out_channels`/`out_size` channels (or
 features) and spatial side (blank for a vector, `HxW` when not square); `filters`,
 `kernel`, `stride`, `pad` the layer's geometry; `memory_kb` output elements x 4 bytes /
-1024; `params_k` weights + biases / 1000; `flop_m` count / 1e6. Full precision."""
+1024; `params_k` weights + biases / 1000; `flop_m` count / 1e6; `receptive_field` input
+pixels a unit of the output sees (largest over the paths). Full precision."""
 
 GOOGLENET_PAPER_DOC = """\
 Szegedy et al. 2014 Table 1, recomputed from the trace (convention `macs`). `type`,
@@ -94,6 +98,22 @@ dense block or MBConv block (`module`, `kind`, `input_shape`, channels, `macs`/`
 of its convolutions against `naive_macs`/`naive_params` of Figure 2(a), a basic block,
 the dense layers without their 1x1s, or one standard kxk conv). network: `model`,
 `variant` (`actual` or `naive`), `macs`, `params` of the whole network."""
+
+
+ACCURACY_DOC = """\
+Published ImageNet-1k accuracy beside archstat's cost, one row per zoo model with a
+published figure (`archstat.accuracy_table`; see [docs/api.md](../docs/api.md)): `model`,
+`family`, `input` (the zoo input the costs are counted at), `top1`/`top5` percent as the
+source prints them (100 - error where it prints errors; blank: none printed), `params`,
+`macs` (convention `macs`, batch 1), `published_as` (accuracy or error), `crops` test
+crops per image (blank: not stated), `evaluation`, `source` (paper and table, or
+torchvision weights), `note`. Cited, never computed; models without a figure are not rows."""
+
+ACCURACY_FIGURE_DOC = """\
+`archstat plot --accuracy` (Canziani et al. 2016, Figure 2): published top-1 against MACs
+on a log axis, bubble area proportional to parameters, one colour per family, filled for a
+single-crop figure and hollow for multi-crop or unstated; the models without a published
+top-1 are named beside it. The points are `accuracy.csv`'s rows with a top-1."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +169,57 @@ def _compare_csv(models: Sequence[str] | None, stages: bool = False) -> Callable
     return build
 
 
+def _accuracy(fmt: str) -> Callable[[Analyzer], str]:
+    """``accuracy.csv`` (``fmt="csv"``) or the figure (``"svg"``: text, deterministic)."""
+
+    def build(analyzer: Analyzer) -> str:
+        from archstat.accuracy import accuracy_table
+        from archstat.render.plot import accuracy_chart
+
+        table = accuracy_table(analyzer=analyzer)
+        return render(table, "csv") if fmt == "csv" else accuracy_chart(table, fmt=fmt).decode()
+
+    return build
+
+
+FACTORIZE_DOC = """\
+`archstat factorize MODEL -f csv` (multiply-adds, batch 1; see
+[docs/cli.md](../docs/cli.md#archstat-factorize)): one row per stride-1 conv stack
+(`direction` merge, against one conv of its receptive field) or large kernel (`split`,
+against 3x3 factors, the stride on the first). `layers` the built convs, `input_shape`,
+`output_shape`, channels, `kernel`/`stride` of each built conv, `receptive_field`,
+`params`/`flops` as built, `alt_kernel`/`alt_stride`/`alt_params`/`alt_flops` of the
+alternative, `alt_*_ratio` = alternative / built."""
+
+SCALING_DOC = """\
+`archstat scale efficientnet_b0 --sweep -f csv` (multiply-adds, batch 1; see
+[docs/cli.md](../docs/cli.md#archstat-scale)): one row per compound coefficient `phi`
+0..7: the multipliers `depth` 1.2^phi, `width` 1.1^phi, `resolution` 1.15^phi, the
+`input_shape` built and the `exact_side` asked, `blocks` built and `exact_blocks` asked,
+`params`, `flops`, `predicted_ratio` (1.92^phi), the measured `flops_ratio` and
+`params_ratio` over phi 0; then the published EfficientNet-B<phi>: `variant`, its
+hand-picked `variant_depth`, `variant_width`, `variant_resolution`, the paper's Table 2
+`variant_paper_params_m` (millions) and `variant_paper_flops_g` (billions of
+multiply-adds), torchvision's documented `variant_torchvision_params`,
+`variant_torchvision_gmacs` at `variant_torchvision_crop`, and the zoo's B<phi> at the
+paper's resolution: `variant_params`, `variant_flops`, `variant_flops_ratio` over B0."""
+
+
+def _factorize_csv(model: str) -> Callable[[Analyzer], str]:
+    def build(_analyzer: Analyzer) -> str:
+        from archstat.factorize import factorize_model
+
+        return render(factorize_model(model), "csv")
+
+    return build
+
+
+def _scaling_csv(_analyzer: Analyzer) -> str:
+    from archstat.scaling import scale_sweep
+
+    return render(scale_sweep("efficientnet_b0"), "csv")
+
+
 REPORTS: list[Report] = [
     *(report for model in REPORT_MODELS for report in (
         Report(f"{model}_layers.csv", _layers_csv(model),
@@ -181,6 +252,15 @@ REPORTS: list[Report] = [
       for level, suffix in (("module", ""), ("pair", "_pairs"), ("network", "_network"))
       # an MBConv's 1x1 feeds a depthwise conv: no 1x1 -> kxk pair to list
       if (model, level) != ("efficientnet_b0", "pair")),
+    *(Report(f"factorize_{model}.csv", _factorize_csv(model),
+             f"{model}'s conv stacks and large kernels against their alternatives, input "
+             f"{_input(model)}", FACTORIZE_DOC) for model in ("vgg16", "googlenet")),
+    Report("scaling_efficientnet.csv", _scaling_csv, "efficientnet_b0 scaled by phi = 0..7 "
+           "beside the published B0-B7", SCALING_DOC),
+    Report("accuracy.csv", _accuracy("csv"), "published ImageNet top-1/top-5 of the zoo "
+           "models that have one, beside params and MACs at each zoo input", ACCURACY_DOC),
+    Report("accuracy.svg", _accuracy("svg"), "top-1 against MACs, bubble area = params: "
+           "the accuracy figure", ACCURACY_FIGURE_DOC),
 ]
 
 
@@ -196,6 +276,9 @@ def readme(reports: Sequence[Report] = REPORTS) -> str:
         "| file | holds |",
         "|---|---|",
         *(f"| `{r.filename}` | {r.about} |" for r in reports),
+        "| `html/` | the same figures as a static site: an index with the zoo comparison, "
+        "the compare page and one page per model above (lecture and layer tables, "
+        "bottlenecks, memory, charts); see [docs/html.md](../docs/html.md) |",
         "",
         "## Columns",
     ]

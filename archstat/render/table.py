@@ -320,13 +320,17 @@ def to_rich(table: Table, width: int | None = None) -> Any:
 def render_tables(tables: Sequence[Table], fmt: str, data: Mapping[str, Any] | None = None,
                   width: int | None = None) -> Any:
     """Tables in ``fmt``: CSV carries the first table; JSON is ``data`` (the result's
-    plain data); Markdown and the terminal show the tables one after the other."""
+    plain data); Markdown, HTML and the terminal show the tables one after the other."""
     if fmt == "csv":
         return to_csv(tables[0])
     if fmt == "json":
         return to_json(data or {table.key: records(table) for table in tables})
     if fmt == "markdown":
         return "\n".join(to_markdown(table) for table in tables)
+    if fmt == "html":
+        from archstat.render.html import fragment
+
+        return fragment(tables)
     from rich.console import Group
 
     return Group(*(to_rich(table, width) for table in tables))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from archstat.display import Display
 from archstat.zoo import (  # noqa: F401  (registers)
     alexnet,
     deformable,
@@ -25,7 +26,7 @@ __all__ = ["ModelInfo", "ZooListing", "get_model", "get_model_info", "list_model
 
 
 @dataclass
-class ZooListing:
+class ZooListing(Display):
     """One row per zoo model: ``model``, ``family``, ``input`` (its default, CxHxW),
     ``params`` its forward reads (as ``analyze`` counts them), ``params_unused`` (built
     but never read: GoogLeNet's auxiliary heads), ``source``."""

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import imagenet_error, register_model, torchvision_metrics
 
 ALEXNET_OWT = "Krizhevsky 2014, arXiv:1404.5997 (single-tower layout, as torchvision)"
 ALEXNET_2012 = "Krizhevsky, Sutskever, Hinton 2012, NeurIPS, Section 3 and Figure 2"
@@ -179,7 +179,12 @@ class ZFNet(nn.Module):
     family="alexnet",
     input_shape=(3, 227, 227),  # as in the EECS 498-007 Lecture 8 table
     source=ALEXNET_OWT,
-    reference={"params": 61_100_840},
+    reference={"params": 61_100_840,
+               # torchvision alexnet.py, AlexNet_Weights.IMAGENET1K_V1 "_metrics":
+               # {"ImageNet-1K": {"acc@1": 56.522, "acc@5": 79.066}}, crop_size=224
+               "imagenet": torchvision_metrics(
+                   "AlexNet_Weights.IMAGENET1K_V1", 56.522, 79.066,
+                   note="evaluated at 224x224; the zoo input is the lecture's 227x227")},
 )
 def alexnet(**config: Any) -> AlexNet:
     return AlexNet(**config)
@@ -190,12 +195,32 @@ def alexnet(**config: Any) -> AlexNet:
     input_shape=(3, 227, 227),
     source=ALEXNET_2012,
     # "60 million parameters" in the paper's abstract; 60,965,224 is Caffe's bvlc_alexnet.
-    reference={"params": 60_965_224, "paper_params_m": 60},
+    reference={"params": 60_965_224, "paper_params_m": 60,
+               # Table 2, "Comparison of error rates on ILSVRC-2012 validation and test sets":
+               #   Model | Top-1 (val) | Top-5 (val) | Top-5 (test)
+               #   1 CNN | 40.7%       | 18.2%       | --
+               # Section 4.1: "At test time, the network makes a prediction by extracting
+               # five 224 x 224 patches ... as well as their horizontal reflections (hence
+               # ten patches in all), and averaging the predictions".
+               "imagenet": imagenet_error(
+                   40.7, 18.2,
+                   source="Krizhevsky, Sutskever, Hinton 2012, NeurIPS, Table 2 (1 CNN)",
+                   evaluation="average over ten 224x224 patches (corners, centre, and their "
+                              "reflections; Section 4.1)", crops=10)},
 )
 def alexnet2012(**config: Any) -> AlexNet2012:
     return AlexNet2012(**config)
 
 
-@register_model(family="alexnet", input_shape=(3, 224, 224), source=ZFNET)
+# Table 2, "ImageNet 2012 classification error rates" (Val Top-1 | Val Top-5 | Test Top-5):
+#   1 convnet as per Fig. 3 | 38.4 | 16.5 | --
+# The paper's test-time crops are not stated; Section 3 trains on "10 different sub-crops
+# of size 224x224 (corners + center with(out) horizontal flips)".
+@register_model(family="alexnet", input_shape=(3, 224, 224), source=ZFNET,
+                reference={"imagenet": imagenet_error(
+                    38.4, 16.5, source="Zeiler and Fergus 2013, arXiv:1311.2901, Table 2 "
+                                       "(1 convnet as per Fig. 3)",
+                    evaluation="224x224 crops; single- or multi-crop testing not stated",
+                    crops=None)})
 def zfnet(**config: Any) -> ZFNet:
     return ZFNet(**config)

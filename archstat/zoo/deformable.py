@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import no_imagenet_figure, register_model
 from archstat.zoo.resnet import BLOCKS_PER_STAGE, PAPER_FLOPS, Bottleneck, ResNet
 
 DEFORMABLE_PAPER = "Dai et al. 2017, arXiv:1703.06211, Section 2.1 and Table 1"
@@ -117,6 +117,9 @@ class DeformableResNet(ResNet):
 
 @register_model(family="deformable", input_shape=(3, 224, 224), source=DEFORMABLE_PAPER,
                 reference={"resnet50_params": 25_557_032, "deformable_layers": 3,
-                           "resnet_paper_flops": PAPER_FLOPS[50]})
+                           "resnet_paper_flops": PAPER_FLOPS[50],
+                           "imagenet": no_imagenet_figure(
+                               "Dai et al. report detection and segmentation results; no "
+                               "ImageNet accuracy of a ResNet-50 with deformable res5 convs")})
 def deformable_resnet50(**config: Any) -> DeformableResNet:
     return DeformableResNet(BLOCKS_PER_STAGE[50], **config)

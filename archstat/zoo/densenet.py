@@ -28,7 +28,12 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import (
+    ImageNetAccuracy,
+    imagenet_error,
+    register_model,
+    torchvision_metrics,
+)
 
 DENSENET_PAPER = "Huang et al. 2017, arXiv:1608.06993, Table 1 (DenseNet-BC)"
 
@@ -137,9 +142,10 @@ class DenseNet(nn.Module):
 Builder = Callable[..., nn.Module]
 
 
-def _register(depth: int, params: int, gmacs: float, source: str = DENSENET_PAPER,
-              ) -> Callable[[Builder], Builder]:
-    reference: dict[str, Any] = {"blocks": BLOCKS[depth], "growth": GROWTH[depth]}
+def _register(depth: int, params: int, gmacs: float, imagenet: ImageNetAccuracy,
+              source: str = DENSENET_PAPER) -> Callable[[Builder], Builder]:
+    reference: dict[str, Any] = {"blocks": BLOCKS[depth], "growth": GROWTH[depth],
+                                 "imagenet": imagenet}
     if params:  # torchvision's documented figures (num_params, GFLOPS = GMACs at 224)
         reference.update(params=params, torchvision_gmacs=gmacs)
     return register_model(family="densenet", input_shape=(3, 224, 224), source=source,
@@ -150,28 +156,48 @@ def _build(depth: int, **config: Any) -> DenseNet:
     return DenseNet(BLOCKS[depth], GROWTH[depth], **config)
 
 
-@_register(121, 7_978_856, 2.834)
+# Table 3, "The top-1 and top-5 error rates on the ImageNet validation set, with
+# single-crop / 10-crop testing":
+#   Model        | top-1         | top-5
+#   DenseNet-121 | 25.02 / 23.61 | 7.71 / 6.66
+#   DenseNet-169 | 23.80 / 22.08 | 6.85 / 5.92
+#   DenseNet-201 | 22.58 / 21.46 | 6.34 / 5.54
+#   DenseNet-264 | 22.15 / 20.80 | 6.12 / 5.29
+# The single-crop figures are used. The table does not print the crop size (Section 4.4
+# adopts fb.resnet.torch's setup; the authors' README gives "224x224 1-crop test errors" of
+# their released models, slightly different figures).
+def _paper(depth: int, top1_error: float, top5_error: float) -> ImageNetAccuracy:
+    return imagenet_error(top1_error, top5_error,
+                          source=f"Huang et al. 2017, arXiv:1608.06993, Table 3 (DenseNet-{depth}, "
+                                 "single-crop)",
+                          evaluation="single crop (crop size not printed)")
+
+
+@_register(121, 7_978_856, 2.834, _paper(121, 25.02, 7.71))
 def densenet121(**config: Any) -> DenseNet:
     return _build(121, **config)
 
 
-@_register(169, 14_149_480, 3.36)
+@_register(169, 14_149_480, 3.36, _paper(169, 23.80, 6.85))
 def densenet169(**config: Any) -> DenseNet:
     return _build(169, **config)
 
 
-@_register(201, 20_013_928, 4.291)
+@_register(201, 20_013_928, 4.291, _paper(201, 22.58, 6.34))
 def densenet201(**config: Any) -> DenseNet:
     return _build(201, **config)
 
 
 # Not in torchvision: its parameter total is checked by a hand count in the tests.
-@_register(264, 0, 0.0)
+@_register(264, 0, 0.0, _paper(264, 22.15, 6.12))
 def densenet264(**config: Any) -> DenseNet:
     return _build(264, **config)
 
 
+# Not in the paper's Table 3. torchvision densenet.py, DenseNet161_Weights.IMAGENET1K_V1
+# "_metrics": {"ImageNet-1K": {"acc@1": 77.138, "acc@5": 93.560}} (crop_size=224).
 @_register(161, 28_681_000, 7.728,
+           torchvision_metrics("DenseNet161_Weights.IMAGENET1K_V1", 77.138, 93.560),
            "torchvision densenet161 (DenseNet-BC, k = 48, stem 96; " + DENSENET_PAPER + ")")
 def densenet161(**config: Any) -> DenseNet:
     return _build(161, **config)

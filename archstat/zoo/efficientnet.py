@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import ImageNetAccuracy, register_model
 
 EFFICIENTNET_PAPER = "Tan and Le 2019, arXiv:1905.11946, Table 1 (B0) and Section 4"
 
@@ -63,6 +63,23 @@ TORCHVISION = {
     "b0": (5_288_548, 0.386), "b1": (7_794_184, 0.687), "b2": (9_109_994, 1.088),
     "b3": (12_233_232, 1.827), "b4": (19_341_616, 4.394), "b5": (30_389_784, 10.266),
     "b6": (43_040_704, 19.068), "b7": (66_347_960, 37.746),
+}
+
+#: Table 2, "EfficientNet Performance Results on ImageNet" (Top-1 Acc. | Top-5 Acc.):
+#:   B0 77.1% 93.3% | B1 79.1% 94.4% | B2 80.1% 94.9% | B3 81.6% 95.7%
+#:   B4 82.9% 96.4% | B5 83.6% 96.7% | B6 84.0% 96.8% | B7 84.3% 97.0%
+#: Figure 1: "All numbers are for single-crop, single-model." These are the revised
+#: paper's figures (abstract: B7 84.3%); its first arXiv version printed others (B0 76.3%).
+#: torchvision's ported weights score differently and evaluate B2 at 288, not 260.
+PAPER_ACCURACY = {
+    "b0": (77.1, 93.3), "b1": (79.1, 94.4), "b2": (80.1, 94.9), "b3": (81.6, 95.7),
+    "b4": (82.9, 96.4), "b5": (83.6, 96.7), "b6": (84.0, 96.8), "b7": (84.3, 97.0),
+}
+
+#: Table 2's "#Params" and "#FLOPS" (multiply-adds), as printed: millions, billions.
+PAPER_COST = {
+    "b0": (5.3, 0.39), "b1": (7.8, 0.70), "b2": (9.2, 1.0), "b3": (12, 1.8),
+    "b4": (19, 4.2), "b5": (30, 9.9), "b6": (43, 19), "b7": (66, 37),
 }
 
 
@@ -162,10 +179,15 @@ def _variant(name: str) -> Callable[[Builder], Builder]:
     source = EFFICIENTNET_PAPER
     if crop != resolution:  # B2: the paper's 260, torchvision's 288
         source += f"; input {resolution} as in the paper, torchvision evaluates at {crop}"
+    imagenet = ImageNetAccuracy(
+        *PAPER_ACCURACY[name], source="Tan and Le 2019, arXiv:1905.11946, Table 2 "
+                                      f"(EfficientNet-{name.upper()})",
+        evaluation="single crop, single model (Figure 1 caption)")
     return register_model(
         family="efficientnet", input_shape=(3, resolution, resolution), source=source,
         reference={"params": params, "torchvision_gmacs": gmacs, "torchvision_crop": crop,
-                   "width": width, "depth": depth, "resolution": resolution})
+                   "width": width, "depth": depth, "resolution": resolution,
+                   "imagenet": imagenet})
 
 
 def _build(name: str, **config: Any) -> EfficientNet:

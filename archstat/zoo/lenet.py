@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import no_imagenet_figure, register_model
 
 LENET_PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), Section II.B and Figure 2"
 
@@ -60,7 +60,9 @@ class LeNet5(nn.Module):
     source=LENET_PAPER,
     # The paper's "60,000 trainable parameters" = C1 156 + S2 12 + C3 1,516 + S4 32
     # + C5 48,120 + F6 10,164; ours differ by C3 (+900), S2/S4 (-44) and the output (+850).
-    reference={"params": 61_706, "paper_params": 60_000},
+    reference={"params": 61_706, "paper_params": 60_000,
+               "imagenet": no_imagenet_figure("a 32x32 digit classifier for MNIST, never "
+                                              "evaluated on ImageNet")},
 )
 def lenet5(**config: Any) -> LeNet5:
     return LeNet5(**config)

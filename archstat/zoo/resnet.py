@@ -13,7 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import (
+    ImageNetAccuracy,
+    imagenet_error,
+    register_model,
+    torchvision_metrics,
+)
 
 RESNET_PAPER = "He et al. 2015, arXiv:1512.03385, Table 1"
 
@@ -209,42 +214,60 @@ def _build(block: type[BasicBlock | Bottleneck], depth: int, **kwargs: Any) -> R
 Builder = Callable[..., nn.Module]
 
 
-def _register(depth: int, params: int, source: str = RESNET_PAPER) -> Callable[[Builder], Builder]:
+def _register(depth: int, params: int, imagenet: ImageNetAccuracy, source: str = RESNET_PAPER,
+              ) -> Callable[[Builder], Builder]:
     return register_model(
         family="resnet",
         input_shape=(3, 224, 224),
         source=source,
-        reference={"params": params, "paper_flops": PAPER_FLOPS[depth]},
+        reference={"params": params, "paper_flops": PAPER_FLOPS[depth], "imagenet": imagenet},
     )
 
 
-# Parameter totals: torchvision documentation.
-@_register(18, 11_689_512)
+def _torchvision(depth: int, acc1: float, acc5: float) -> ImageNetAccuracy:
+    return torchvision_metrics(f"ResNet{depth}_Weights.IMAGENET1K_V1", acc1, acc5)
+
+
+# Parameter totals: torchvision documentation. ImageNet accuracy: torchvision resnet.py,
+# each ResNet*_Weights.IMAGENET1K_V1 "_metrics": {"ImageNet-1K": {"acc@1": ..., "acc@5": ...}}
+# (crop_size=224), weights for this (v1.5) layout. The paper prints no single-crop figure
+# (Table 3 is 10-crop testing).
+@_register(18, 11_689_512, _torchvision(18, 69.758, 89.078))
 def resnet18(**config: Any) -> ResNet:
     return _build(BasicBlock, 18, **config)
 
 
-@_register(34, 21_797_672)
+@_register(34, 21_797_672, _torchvision(34, 73.314, 91.420))
 def resnet34(**config: Any) -> ResNet:
     return _build(BasicBlock, 34, **config)
 
 
-@_register(50, 25_557_032)
+@_register(50, 25_557_032, _torchvision(50, 76.130, 92.862))
 def resnet50(**config: Any) -> ResNet:
     return _build(Bottleneck, 50, **config)
 
 
-@_register(101, 44_549_160)
+@_register(101, 44_549_160, _torchvision(101, 77.374, 93.546))
 def resnet101(**config: Any) -> ResNet:
     return _build(Bottleneck, 101, **config)
 
 
-@_register(152, 60_192_808)
+@_register(152, 60_192_808, _torchvision(152, 78.312, 94.046))
 def resnet152(**config: Any) -> ResNet:
     return _build(Bottleneck, 152, **config)
 
 
-# The paper's own placement of the stride; same parameters as resnet50.
-@_register(50, 25_557_032, RESNET_PAPER + " (stride on the first 1x1 of a bottleneck)")
+# The paper's own placement of the stride; same parameters as resnet50. Its accuracy is that
+# of the authors' released ResNet-50 (this layout), single crop: the README of
+# github.com/KaimingHe/deep-residual-networks, "1-crop validation error on ImageNet (center
+# 224x224 crop from resized image with shorter side=256)": ResNet-50 | 24.7% | 7.8%; Hu et
+# al. 2018 (arXiv:1709.01507) quote it in Table 2's "original" column.
+@_register(50, 25_557_032,
+           imagenet_error(24.7, 7.8, source="He et al.'s released ResNet-50 "
+                          "(github.com/KaimingHe/deep-residual-networks, 1-crop table; "
+                          "Hu et al. 2018, Table 2, 'original')",
+                          evaluation="single centre crop 224x224 after resizing the shorter "
+                                     "side to 256"),
+           RESNET_PAPER + " (stride on the first 1x1 of a bottleneck)")
 def resnet50_v1(**config: Any) -> ResNet:
     return _build(Bottleneck, 50, stride_in_1x1=True, **config)

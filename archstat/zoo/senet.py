@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import imagenet_error, register_model
 from archstat.zoo.resnet import BLOCKS_PER_STAGE, PAPER_FLOPS, Bottleneck, ResNet
 
 SENET_PAPER = "Hu et al. 2018, arXiv:1709.01507, Table 1 and Figure 3"
@@ -29,6 +29,13 @@ REDUCTION = 16
 #: costs 0.26% more than ResNet-50's 3.86 GFLOPs and adds ~2.5M parameters to its ~25M.
 PAPER_GFLOPS = {50: 3.87, 101: 7.60}
 PAPER_EXTRA_PARAMS_M = {50: 2.5}
+#: Table 2, "Single-crop error rates (%) on the ImageNet validation set", SENet column:
+#:   SE-ResNet-50 | top-1 err. 23.29(1.51) | top-5 err. 6.62(0.86) | GFLOPs 3.87
+#:   SE-ResNet-101 | 22.38(0.79) | 6.07(0.45) | 7.60
+#: Section 5.1: "we apply centre-cropping so that 224 x 224 pixels are cropped from each
+#: image, after its shorter edge is first resized to 256". The authors' released models
+#: (this layout) score 22.37 / 6.36 and 21.75 / 5.72 in their README, not the paper's.
+PAPER_ERRORS = {50: (23.29, 6.62), 101: (22.38, 6.07)}
 
 
 class SEBlock(nn.Module):
@@ -76,7 +83,12 @@ def _register(depth: int, params: int) -> Any:
         reference={"params": params, "paper_gflops": PAPER_GFLOPS[depth],
                    **({"paper_extra_params_m": PAPER_EXTRA_PARAMS_M[depth]}
                    if depth in PAPER_EXTRA_PARAMS_M else {}),
-                   "resnet_paper_flops": PAPER_FLOPS[depth]})
+                   "resnet_paper_flops": PAPER_FLOPS[depth],
+                   "imagenet": imagenet_error(
+                       *PAPER_ERRORS[depth],
+                       source=f"Hu et al. 2018, arXiv:1709.01507, Table 2 (SE-ResNet-{depth})",
+                       evaluation="single centre crop 224x224 after resizing the shorter side "
+                                  "to 256")})
 
 
 # Parameter totals: timm's legacy_seresnet50 / legacy_seresnet101 (the authors' weights).

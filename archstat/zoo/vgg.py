@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archstat.zoo.registry import register_model
+from archstat.zoo.registry import ImageNetAccuracy, register_model, torchvision_metrics
 
 VGG_PAPER = "Simonyan and Zisserman 2014, arXiv:1409.1556, Table 1 (config {}) and Table 2"
 
@@ -92,51 +92,60 @@ def _build(config: str, batch_norm: bool, **kwargs: Any) -> VGG:
 Builder = Callable[..., nn.Module]
 
 
-def _register(config: str, params: int) -> Callable[[Builder], Builder]:
+def _register(config: str, params: int, imagenet: ImageNetAccuracy,
+              ) -> Callable[[Builder], Builder]:
     return register_model(
         family="vgg",
         input_shape=(3, 224, 224),
         source=VGG_PAPER.format(config),
-        reference={"params": params, "config": config, "paper_params_m": PAPER_PARAMS_M[config]},
+        reference={"params": params, "config": config, "paper_params_m": PAPER_PARAMS_M[config],
+                   "imagenet": imagenet},
     )
 
 
-# Parameter totals: torchvision documentation.
-@_register("A", 132_863_336)
+def _torchvision(weights: str, acc1: float, acc5: float) -> ImageNetAccuracy:
+    return torchvision_metrics(f"{weights}_Weights.IMAGENET1K_V1", acc1, acc5)
+
+
+# Parameter totals: torchvision documentation. ImageNet accuracy: torchvision vgg.py, each
+# VGG*_Weights.IMAGENET1K_V1 "_metrics": {"ImageNet-1K": {"acc@1": ..., "acc@5": ...}}
+# (crop_size=224). The paper has no 224 single-crop figure: its Table 3 tests at a single
+# scale Q = 256 or 384 (the image's smallest side), Table 4 averages several scales.
+@_register("A", 132_863_336, _torchvision("VGG11", 69.020, 88.628))
 def vgg11(**config: Any) -> VGG:
     return _build("A", False, **config)
 
 
-@_register("A", 132_868_840)
+@_register("A", 132_868_840, _torchvision("VGG11_BN", 70.370, 89.810))
 def vgg11_bn(**config: Any) -> VGG:
     return _build("A", True, **config)
 
 
-@_register("B", 133_047_848)
+@_register("B", 133_047_848, _torchvision("VGG13", 69.928, 89.246))
 def vgg13(**config: Any) -> VGG:
     return _build("B", False, **config)
 
 
-@_register("B", 133_053_736)
+@_register("B", 133_053_736, _torchvision("VGG13_BN", 71.586, 90.374))
 def vgg13_bn(**config: Any) -> VGG:
     return _build("B", True, **config)
 
 
-@_register("D", 138_357_544)
+@_register("D", 138_357_544, _torchvision("VGG16", 71.592, 90.382))
 def vgg16(**config: Any) -> VGG:
     return _build("D", False, **config)
 
 
-@_register("D", 138_365_992)
+@_register("D", 138_365_992, _torchvision("VGG16_BN", 73.360, 91.516))
 def vgg16_bn(**config: Any) -> VGG:
     return _build("D", True, **config)
 
 
-@_register("E", 143_667_240)
+@_register("E", 143_667_240, _torchvision("VGG19", 72.376, 90.876))
 def vgg19(**config: Any) -> VGG:
     return _build("E", False, **config)
 
 
-@_register("E", 143_678_248)
+@_register("E", 143_678_248, _torchvision("VGG19_BN", 74.218, 91.842))
 def vgg19_bn(**config: Any) -> VGG:
     return _build("E", True, **config)
