@@ -22,6 +22,7 @@ from archstat._version import __version__
 from archstat.errors import ArchstatError
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
+    from archstat.accuracy import AccuracyTable, accuracy_table
     from archstat.analysis import Analysis, analyze
     from archstat.bench import BenchReport, benchmark
     from archstat.bottlenecks import BottleneckReport, bottleneck
@@ -33,17 +34,16 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from archstat.budget.checks import run_checks as check
     from archstat.compare import Comparison, compare_models
     from archstat.conventions import CONVENTIONS, Convention
+    from archstat.factorize import Factorization, factorize_model
     from archstat.inputs import InputSpec
     from archstat.lecture import LectureTable, lecture_table
     from archstat.memory import MemoryReport, estimate_memory
     from archstat.paper import PaperTable, paper_table
     from archstat.peers import CrossCheck, crosscheck
-    from archstat.snapshots import DiffReport, diff, snapshot
-    from archstat.zoo import ZooListing, get_model, get_model_info, list_models, zoo_listing
-    from archstat.accuracy import AccuracyTable, accuracy_table
-    from archstat.factorize import Factorization, factorize_model
     from archstat.predictor import DeviceProfile, PredictReport, calibrate, predict
     from archstat.scaling import ScalingReport, ScalingSweep, scale, scale_sweep
+    from archstat.snapshots import DiffReport, diff, snapshot
+    from archstat.zoo import ZooListing, get_model, get_model_info, list_models, zoo_listing
 
 #: public name -> (module, attribute there)
 _EXPORTS: dict[str, tuple[str, str]] = {
