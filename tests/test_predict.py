@@ -158,6 +158,62 @@ def test_depthwise_pooling_cache_and_library_overheads_use_their_own_rates() -> 
     assert large["predicted_ms"] == pytest.approx((2**23 / 1e11 + 2e-6) * MS, rel=1e-12)
 
 
+def test_spatial_convolutions_run_at_their_rate_and_1x1_ones_do_not() -> None:
+    profile = synthetic(spatial_conv_flops_per_s=MappingProxyType({"float32": 4e12}),
+                        depthwise_flops_per_s=MappingProxyType({"float32": 5e9}))
+    conv3 = archstat.predict(nn.Conv2d(64, 32, 3, bias=False), "64x10x10", device=profile)
+    (op,) = [o for o in conv3.ops if o.kernels]
+    assert op.flops == 2 * 64 * 9 * 32 * 8 * 8
+    assert op.compute_s == 2 * 64 * 9 * 32 * 8 * 8 / 4e12
+    assert conv3.peaks()["spatial_conv_flops_per_s"] == 4e12
+    conv1 = archstat.predict(nn.Conv2d(64, 32, 1, bias=False), "64x8x8", device=profile)
+    (op,) = [o for o in conv1.ops if o.kernels]
+    assert op.compute_s == 2 * 64 * 32 * 8 * 8 / 1e12  # a GEMM: the matrix rate
+    # a 1x3 kernel is spatial; a depthwise 3x3 keeps the depthwise rate
+    conv13 = archstat.predict(nn.Conv2d(8, 8, (1, 3), bias=False), "8x4x6", device=profile)
+    (op,) = [o for o in conv13.ops if o.kernels]
+    assert op.compute_s == 2 * 8 * 3 * 8 * 4 * 4 / 4e12
+    depthwise = archstat.predict(nn.Conv2d(16, 16, 3, groups=16, bias=False), "16x10x10",
+                                 device=profile)
+    (op,) = [o for o in depthwise.ops if o.kernels]
+    assert op.compute_s == 2 * 9 * 16 * 8 * 8 / 5e9
+    # it takes the place of conv_flops_per_s (and TF32) for spatial convolutions only
+    both = synthetic(matrix_flops_per_s=MappingProxyType({"float32": 1e12, "tf32": 8e12}),
+                     conv_flops_per_s=MappingProxyType({"float32": 2e12}),
+                     spatial_conv_flops_per_s=MappingProxyType({"float32": 4e12}))
+    (op,) = [o for o in archstat.predict(nn.Conv2d(64, 32, 3, bias=False), "64x10x10",
+                                         device=both).ops if o.kernels]
+    assert op.compute_s == 2 * 64 * 9 * 32 * 8 * 8 / 4e12
+    (op,) = [o for o in archstat.predict(nn.Conv2d(64, 32, 1, bias=False), "64x8x8",
+                                         device=both).ops if o.kernels]
+    assert op.compute_s == 2 * 64 * 32 * 8 * 8 / 2e12
+    # without the figure a 3x3 convolution runs at the matrix rate, as before
+    (op,) = [o for o in archstat.predict(nn.Conv2d(64, 32, 3, bias=False), "64x10x10",
+                                         device=synthetic()).ops if o.kernels]
+    assert op.compute_s == 2 * 64 * 9 * 32 * 8 * 8 / 1e12
+
+
+def test_large_new_outputs_pay_for_their_first_touch() -> None:
+    profile = synthetic(fresh_bytes_above=2**20, fresh_bytes_per_s=1e9)
+    # a copy of 2^18 + 1 float32 elements: a new output of 1 MiB + 4 bytes, read and
+    # written at 100 GB/s, then faulted in at 1 GB/s
+    nbytes = 2**20 + 4
+    large = only_row(archstat.predict(Clone(), "262145", device=profile))
+    assert large["predicted_ms"] == pytest.approx(
+        (2 * nbytes / 1e11 + 2e-6 + nbytes / 1e9) * MS, rel=1e-12)
+    assert large["bound"] == "overhead"
+    # exactly 1 MiB is not above the threshold: no first touch
+    small = only_row(archstat.predict(Clone(), "262144", device=profile))
+    assert small["predicted_ms"] == pytest.approx((2**21 / 1e11 + 2e-6) * MS, rel=1e-12)
+    # an in-place op allocates nothing
+    inplace = only_row(archstat.predict(nn.ReLU(inplace=True), "262145", device=profile))
+    assert inplace["predicted_ms"] == pytest.approx(
+        (2 * nbytes / 1e11 + 2e-6) * MS, rel=1e-12)
+    # a profile without the figures: the same copy costs its bytes and one overhead
+    plain = only_row(archstat.predict(Clone(), "262145", device=synthetic()))
+    assert plain["predicted_ms"] == pytest.approx((2 * nbytes / 1e11 + 2e-6) * MS, rel=1e-12)
+
+
 def test_a_module_call_costs_its_overhead_even_without_kernels() -> None:
     profile = synthetic(module_overhead_s=7e-6)
     view = only_row(archstat.predict(Flatten(), "4x4", device=profile))
@@ -292,7 +348,9 @@ def test_profile_json_round_trip(tmp_path, capsys) -> None:
                         cache_bytes_per_s=1e12,
                         pool_flops_per_s=MappingProxyType({"float32": 1e8}),
                         conv_flops_per_s=MappingProxyType({"float32": 2e12}),
+                        spatial_conv_flops_per_s=MappingProxyType({"float32": 4e12}),
                         depthwise_flops_per_s=MappingProxyType({"float32": 3e10}),
+                        fresh_bytes_above=2**25, fresh_bytes_per_s=3e9,
                         details=MappingProxyType({"how": "by hand"}))
     path = tmp_path / "synthetic.json"
     path.write_text(json.dumps(profile.data()))
@@ -318,6 +376,11 @@ BASE = {"name": "mine", "source": "me", "matrix_flops_per_s": {"float32": 1e13},
     ({"matrix_flops_per_s": {"float32": 1e13, "bfloat16": 1e14}},
      "vector_flops_per_s: needs bfloat16 too"),
     ({"cache_bytes": 2**20}, "cache_bytes_per_s: needed too"),
+    ({"fresh_bytes_per_s": 3e9}, "fresh_bytes_above: needed too"),
+    ({"fresh_bytes_above": 1.5, "fresh_bytes_per_s": 3e9},
+     "fresh_bytes_above: expected a non-negative whole number"),
+    ({"spatial_conv_flops_per_s": {"float32": -2e12}},
+     "spatial_conv_flops_per_s.float32: expected a positive"),
     ({"pool_flops_per_s": {"float32": 0}}, "pool_flops_per_s.float32: expected a positive"),
     ({"matrix_flops_per_s": [1e13]}, "matrix_flops_per_s: expected an object"),
 ])
@@ -364,6 +427,10 @@ class SyntheticGPU:
     VECTOR = {"float32": 5e12, "bfloat16": 1e13}
     POOL = {"float32": 2e11, "bfloat16": 3e11}
     DEPTHWISE = {"float32": 1e12, "bfloat16": 2e12}
+    #: the 3x3 convolutions' rate per map side (their FLOPs are equal)
+    SPATIAL = {56: 4e13, 28: 4e13, 14: 2e13, 7: 1e13}
+    #: first touch: allocations of 8 MiB and more are written at 1e10 bytes/s
+    FRESH_MIN, FRESH_RATE = 8 * 2**20, 1e10
     BANDWIDTH, CACHE, CACHE_BANDWIDTH = 2e12, 50 * 2**20, 8e12
 
     def __init__(self) -> None:
@@ -421,6 +488,15 @@ class SyntheticGPU:
         return self._takes(self.CONV_OVERHEAD + calibration.DEPTHWISE_FLOPS
                            / self.DEPTHWISE[dtype])
 
+    def spatial_conv(self, dtype: str, channels: int, side: int):
+        scale = 1 if dtype == "float32" else 2
+        return self._takes(self.CONV_OVERHEAD + calibration.spatial_flops(channels, side)
+                           / (scale * self.SPATIAL[side]))
+
+    def fill(self, nbytes: int, fresh: bool):
+        first_touch = nbytes / self.FRESH_RATE if fresh and nbytes >= self.FRESH_MIN else 0
+        return self._takes(self.OVERHEAD + nbytes / self.BANDWIDTH + first_touch)
+
     def cache_size(self) -> int:
         return self.CACHE
 
@@ -454,14 +530,45 @@ def test_calibration_recovers_a_synthetic_gpus_rates() -> None:
         assert profile.pool_flops_per_s[dtype] == pytest.approx(g.POOL[dtype], rel=1e-9)
         assert profile.depthwise_flops_per_s[dtype] == pytest.approx(g.DEPTHWISE[dtype],
                                                                      rel=1e-9)
-    assert profile.cache_bytes == g.CACHE
-    assert profile.cache_bytes_per_s == pytest.approx(g.CACHE_BANDWIDTH, rel=1e-9)
+        # four convolutions of F FLOPs each at 4e13, 4e13, 2e13 and 1e13 FLOP/s take
+        # F (1/4 + 1/4 + 1/2 + 1) / 1e13 = 2 F / 1e13 seconds: 4 F over it is 2e13
+        # (bfloat16: twice each rate)
+        scale = 1 if dtype == "float32" else 2
+        assert profile.spatial_conv_flops_per_s[dtype] == pytest.approx(2e13 * scale,
+                                                                        rel=1e-9)
+    # the cache's size and copy rate are recorded, not used (see calibration.py)
+    assert (profile.cache_bytes, profile.cache_bytes_per_s) == (None, None)
+    assert profile.details["cache_bytes"] == g.CACHE
+    assert profile.details["cache_copy"]["bytes_per_s"] == pytest.approx(g.CACHE_BANDWIDTH,
+                                                                         rel=1e-9)
+    # first touch is a CPU figure: a GPU's caching allocator reuses its memory
+    assert profile.fresh_bytes_above is None and "fresh_bytes_above" not in profile.data()
     # a 1 GiB copy: the 4 us overhead is 0.4% of it
     assert profile.memory_bytes_per_s == pytest.approx(g.BANDWIDTH, rel=0.01)
     assert profile.memory_bytes_per_s < g.BANDWIDTH
     assert "measured by archstat calibrate on cuda" in profile.source
     # what calibrate writes is a valid profile file, read back unchanged
     assert profile_from_data(json.loads(json.dumps(profile.data()))) == profile
+
+
+def test_calibration_finds_where_new_allocations_are_faulted_in() -> None:
+    device = SyntheticGPU()
+    profile = calibration.measure("cpu", device, device, ["float32"],
+                                  calibration.CPU_SIZES, "Synthetic CPU")
+    # up to 2^(11/4) MiB new memory writes as fast; 8 MiB (2^(12/4)) takes 1e10 bytes/s
+    # longer
+    assert profile.fresh_bytes_above == round(2**20 * 2 ** (11 / 4)) < 8 * 2**20
+    assert profile.fresh_bytes_per_s == pytest.approx(1e10, rel=1e-9)
+    assert [f["bytes"] for f in profile.details["fresh"]][-2:] == [
+        round(2**20 * 2 ** (11 / 4)), 8 * 2**20]
+    assert profile_from_data(json.loads(json.dumps(profile.data()))) == profile
+    # a machine where no size differs leaves both figures out
+    device.FRESH_MIN = 2**40
+    profile = calibration.measure("cpu", device, device, ["float32"],
+                                  calibration.CPU_SIZES, "Synthetic CPU")
+    assert (profile.fresh_bytes_above, profile.fresh_bytes_per_s) == (None, None)
+    sizes = [f["bytes"] for f in profile.details["fresh"]]
+    assert (len(sizes), sizes[0], sizes[-1]) == (33, 2**20, 2**28)  # up to the 256 MiB copy
 
 
 def test_calibration_stops_growing_a_gemm_that_takes_long_enough() -> None:

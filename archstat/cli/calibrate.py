@@ -23,9 +23,10 @@ def calibrate(
                                              "Default: its name.")] = None,
     fmt: FormatOpt = "table",
 ) -> None:
-    """Measure this machine's GEMM rate per dtype (large torch.mm), vector rate (in-cache
-    adds), memory bandwidth (large copies) and per-op overhead (tiny ops) as a device
-    profile; -o PROFILE.json writes the file predict --device reads."""
+    """Measure this machine's GEMM rate per dtype (large torch.mm), 3x3 conv, depthwise
+    and pooling rates, vector rate, memory bandwidth (large copies), the cost of touching
+    fresh memory, and per-op overheads (tiny ops) as a device profile; -o PROFILE.json
+    writes the file predict --device reads."""
     from archstat.predictor import calibrate as measure_profile
 
     with user_errors():

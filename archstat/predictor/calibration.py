@@ -30,13 +30,34 @@ What each figure of the profile (:mod:`archstat.predictor.profile`) is measured 
 ``depthwise_flops_per_s``
     Per dtype, FLOPs per second of a 3x3 depthwise convolution over an in-cache
     64x56x56 map (2 per multiply-add), the convolution's overhead subtracted.
+``spatial_conv_flops_per_s``
+    Per dtype, the rate of four 3x3 convolutions (padding 1, batch 1) at the shapes of a
+    ResNet's four stages, SPATIAL_SHAPES: 64 channels over 56x56, 128 over 28x28, 256
+    over 14x14, 512 over 7x7 (channels in and out), which do the same FLOPs each: their
+    FLOPs over their times, the convolution overhead subtracted from each. On this
+    project's CPU the first three ran at 210-240 GFLOP/s and the 7x7 map at 130-140,
+    186-207 together.
+``fresh_bytes_above``, ``fresh_bytes_per_s``
+    CPU only: ``torch.empty(n).fill_`` (a new allocation written once) against
+    ``fill_`` of a buffer already written, n growing from 1 MiB by 2^(1/4) up to the
+    copy's size; at the first n whose new allocation takes more than twice as long,
+    ``fresh_bytes_above`` is the size tried before it, and n over the difference of the
+    two times the rate at which the system faults new pages in (both left out when no
+    size differs). glibc's threshold is 32 MiB (``M_MMAP_THRESHOLD``'s dynamic maximum);
+    whether an allocation of exactly that size is mapped depends on what was freed
+    before, so the figure reads 26.9 or 32 MiB.
 ``memory_bytes_per_s``
     ``dst.copy_(src)`` between two large buffers: 2 x their size (read and written) over
     the time of one copy.
 ``cache_bytes``, ``cache_bytes_per_s``
-    The last cache level's size (the CPU's from ``/sys/devices/system/cpu``, the GPU's
-    L2 from torch), and the bandwidth of ``copy_`` between two buffers of an eighth of
-    it each, over a loop of copies (left out when the size is unknown).
+    Not written. The last cache level's size (the CPU's from
+    ``/sys/devices/system/cpu``, the GPU's L2 from torch) and the bandwidth of ``copy_``
+    between two buffers of an eighth of it each, over a loop of copies, go to the
+    details (``cache_bytes``, ``cache_copy``) for whoever wants to add the two figures
+    by hand: on this project's CPU the normalisations and activations between the
+    layers of a real forward pass moved 30-35 GB/s, the memory's rate, however small
+    their maps, where a copy looping over the same buffers reached 100-130 GB/s; the
+    figures made predictions worse (``benchmarks/README.md``).
 
 Every time is the best of ``repeats`` timed calls after one untimed call, each timed
 with the :mod:`archstat.bench.timing` timers (``perf_counter_ns`` on the CPU, CUDA events
@@ -103,6 +124,15 @@ POOL_SHAPE = (1, 64, 56, 56)
 POOL_OPS = 9 * 64 * 28 * 28
 #: FLOPs of the 3x3 depthwise convolution over POOL_SHAPE: 2 per multiply-add.
 DEPTHWISE_FLOPS = 2 * 9 * 64 * 56 * 56
+#: (channels, map side) of the 3x3 convolutions the spatial rate is measured on.
+SPATIAL_SHAPES = ((64, 56), (128, 28), (256, 14), (512, 7))
+#: The first-touch test's first allocation, and its steps per doubling.
+FRESH_START, FRESH_STEPS = 2**20, 4
+
+
+def spatial_flops(channels: int, side: int) -> int:
+    """FLOPs of a 3x3 convolution, padding 1, batch 1, ``channels`` in and out."""
+    return 2 * 9 * channels * channels * side * side
 
 
 class Workloads(Protocol):
@@ -120,6 +150,11 @@ class Workloads(Protocol):
         """max_pool2d, 3x3, stride 2, padding 1, over a (1, 64, 56, 56) map."""
     def depthwise(self, dtype: str) -> Call:
         """A 3x3 depthwise convolution, padding 1, over a (1, 64, 56, 56) map."""
+    def spatial_conv(self, dtype: str, channels: int, side: int) -> Call:
+        """A 3x3 convolution, padding 1, ``channels`` in and out, over a side x side map."""
+    def fill(self, nbytes: int, fresh: bool) -> Call:
+        """Write ``nbytes``: into a new allocation per call (``fresh``) or into one
+        buffer allocated (and written) once."""
     def tf32(self) -> Any:
         """A context manager turning TF32 matmuls on, or None when there is no TF32."""
 
@@ -174,6 +209,18 @@ class TorchWorkloads:
         x = self._randn(*POOL_SHAPE, dtype=dtype)
         w = self._randn(POOL_SHAPE[1], 1, 3, 3, dtype=dtype)
         return lambda: self.torch.nn.functional.conv2d(x, w, padding=1, groups=POOL_SHAPE[1])
+
+    def spatial_conv(self, dtype: str, channels: int, side: int) -> Call:
+        x = self._randn(1, channels, side, side, dtype=dtype)
+        w = self._randn(channels, channels, 3, 3, dtype=dtype)
+        return lambda: self.torch.nn.functional.conv2d(x, w, padding=1)
+
+    def fill(self, nbytes: int, fresh: bool) -> Call:
+        torch, device = self.torch, self.device
+        if fresh:
+            return lambda: torch.empty(nbytes, dtype=torch.uint8, device=device).fill_(1)
+        buffer = torch.empty(nbytes, dtype=torch.uint8, device=device).fill_(1)
+        return lambda: buffer.fill_(1)
 
     def tf32(self) -> Any:
         torch = self.torch
@@ -256,6 +303,22 @@ def _vector(timer: Timer, workloads: Workloads, dtype: str, sizes: Sizes,
         n *= 2
 
 
+def _fresh(timer: Timer, workloads: Workloads, sizes: Sizes, raw: dict[str, Any]
+           ) -> dict[str, Any]:
+    """fresh_bytes_above and fresh_bytes_per_s (see the module docstring), or {}."""
+    step = 0
+    raw["fresh"] = []
+    while (n := round(FRESH_START * 2 ** (step / FRESH_STEPS))) <= sizes.copy_bytes:
+        reused = seconds_per_call(timer, workloads.fill(n, False), 1, sizes.repeats)
+        new = seconds_per_call(timer, workloads.fill(n, True), 1, sizes.repeats)
+        raw["fresh"].append({"bytes": n, "reused_s": reused, "fresh_s": new})
+        if new > 2 * reused:
+            below = raw["fresh"][-2]["bytes"] if step else 0
+            return {"fresh_bytes_above": below, "fresh_bytes_per_s": n / (new - reused)}
+        step += 1
+    return {}
+
+
 def measure(target: str, timer: Timer, workloads: Workloads, dtypes: Sequence[str],
             sizes: Sizes, name: str, about: dict[str, Any] | None = None) -> DeviceProfile:
     """Measure a profile (see the module docstring) of the device ``target`` (``cpu`` or
@@ -270,9 +333,10 @@ def measure(target: str, timer: Timer, workloads: Workloads, dtypes: Sequence[st
     vector: dict[str, float] = {}
     pool: dict[str, float] = {}
     depthwise: dict[str, float] = {}
+    spatial: dict[str, float] = {}
     raw: dict[str, Any] = {"tiny_op_s": overhead, "tiny_conv_s": conv_overhead,
                            "module_call_s": module_call, "gemm": {},
-                           "vector": {}, "pool": {}, "depthwise": {}}
+                           "vector": {}, "pool": {}, "depthwise": {}, "spatial_conv": {}}
     for dtype in dtypes:
         n, seconds = _gemm(timer, workloads, dtype, sizes)
         matrix[dtype] = 2 * n**3 / seconds
@@ -295,20 +359,29 @@ def measure(target: str, timer: Timer, workloads: Workloads, dtypes: Sequence[st
                                    sizes.repeats)
         depthwise[dtype] = _rate(DEPTHWISE_FLOPS, seconds, conv_overhead)
         raw["depthwise"][dtype] = {"flops": DEPTHWISE_FLOPS, "s": seconds}
+        times = [seconds_per_call(timer, workloads.spatial_conv(dtype, c, side),
+                                  sizes.vector_loops // 4, sizes.repeats)
+                 for c, side in SPATIAL_SHAPES]
+        work = [spatial_flops(c, side) for c, side in SPATIAL_SHAPES]
+        spatial[dtype] = _rate(sum(work), sum(times), len(times) * conv_overhead)
+        raw["spatial_conv"][dtype] = {"shapes": [list(s) for s in SPATIAL_SHAPES],
+                                      "flops": work, "s": times}
+    fresh: dict[str, Any] = {}
+    if target == "cpu":
+        fresh = _fresh(timer, workloads, sizes, raw)
     copy_s = seconds_per_call(timer, workloads.copy(sizes.copy_bytes), 1, sizes.repeats)
     raw["copy"] = {"bytes": sizes.copy_bytes, "s": copy_s}
-    cache: dict[str, Any] = {}
     cache_size = workloads.cache_size()
     if cache_size:
         nbytes = cache_size // 8
         seconds = seconds_per_call(timer, workloads.copy(nbytes), sizes.vector_loops,
                                    sizes.repeats)
-        cache = {"cache_bytes": cache_size,
-                 "cache_bytes_per_s": _rate(2 * nbytes, seconds, overhead)}
-        raw["cache_copy"] = {"bytes": nbytes, "s": seconds}
+        raw["cache_bytes"] = cache_size
+        raw["cache_copy"] = {"bytes": nbytes, "s": seconds,
+                             "bytes_per_s": _rate(2 * nbytes, seconds, overhead)}
     order = ("float32", "tf32", "float16", "bfloat16")
     source = (f"measured by archstat calibrate on {target}: torch.mm, in-cache torch.add, "
-              f"max_pool2d and depthwise conv2d, a {sizes.copy_bytes // 2**20} MiB copy_, "
+              f"max_pool2d, 3x3 and depthwise conv2d, a {sizes.copy_bytes // 2**20} MiB copy_, "
               f"one-element adds, a 4x4 conv2d and an nn.Identity call")
     return DeviceProfile(
         name=name, source=source,
@@ -317,7 +390,9 @@ def measure(target: str, timer: Timer, workloads: Workloads, dtypes: Sequence[st
         memory_bytes_per_s=2 * sizes.copy_bytes / copy_s, overhead_s=overhead,
         details=MappingProxyType({"device": target, **(about or {}), **raw}),
         matrix_overhead_s=max(conv_overhead, overhead), module_overhead_s=module_call,
-        **cache,
+        **fresh,
+        spatial_conv_flops_per_s=MappingProxyType({d: spatial[d] for d in order
+                                                   if d in spatial}),
         pool_flops_per_s=MappingProxyType({d: pool[d] for d in order if d in pool}),
         depthwise_flops_per_s=MappingProxyType({d: depthwise[d] for d in order
                                                 if d in depthwise}))

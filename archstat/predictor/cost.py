@@ -29,14 +29,19 @@ vector units, as cuDNN's and oneDNN's depthwise kernels do. Everything else runs
 vector units. A float32 convolution runs at the profile's ``tf32`` rate where it has one
 (PyTorch lets cuDNN use TF32 by default, ``torch.backends.cudnn.allow_tf32``); float32
 matmuls do not (``torch.backends.cuda.matmul.allow_tf32`` is off by default). A profile
-with ``conv_flops_per_s`` runs convolutions at that rate instead. Where a profile gives
-them, depthwise convolutions run at its ``depthwise_flops_per_s`` and
-max pooling and 3-d average pooling (the window sum inside ``LocalResponseNorm``) at its
-``pool_flops_per_s``: on a CPU both are scalar loops, far slower than the vector units'
-in-cache rate. An op whose bytes fit in the profile's ``cache_bytes`` moves them at its
-``cache_bytes_per_s`` (see :mod:`archstat.predictor.profile`). Convolutions and matmuls
-(depthwise ones too) cost the profile's ``matrix_overhead_s`` per kernel where it has
-one, a library call's fixed cost.
+with ``conv_flops_per_s`` runs convolutions at that rate instead, and one with
+``spatial_conv_flops_per_s`` runs those whose kernel is larger than 1x1 at that rate
+(1x1 convolutions are GEMMs over the channels; 3x3 ones have their own direct kernels).
+Where a profile gives them, depthwise convolutions run at its ``depthwise_flops_per_s``
+and max pooling and 3-d average pooling (the window sum inside ``LocalResponseNorm``) at
+its ``pool_flops_per_s``: on a CPU both are scalar loops, far slower than the vector
+units' in-cache rate. An op whose bytes fit in the profile's ``cache_bytes`` moves them
+at its ``cache_bytes_per_s`` (see :mod:`archstat.predictor.profile`). Convolutions and
+matmuls (depthwise ones too) cost the profile's ``matrix_overhead_s`` per kernel where
+it has one, a library call's fixed cost. Where the profile has ``fresh_bytes_above`` and
+``fresh_bytes_per_s``, each new output storage of more than ``fresh_bytes_above`` bytes
+adds its bytes / ``fresh_bytes_per_s`` to the op's overhead: the operating system
+faulting in the pages of a large allocation, which a CPU run pays on every call.
 
 Which ops launch no kernel, and so cost nothing: views (``view``, ``t``, ``permute``,
 ``squeeze``, slicing, ...), aliases and detaching, and allocations whose memory is not
@@ -47,6 +52,7 @@ costs two overheads and writes its input's bytes a second time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +149,14 @@ def is_depthwise(event: OpEvent) -> bool:
     return in_per_group == 1
 
 
+def is_spatial(event: OpEvent) -> bool:
+    """A convolution whose kernel covers more than one position (not 1x1)."""
+    if event.packet not in _CONVOLUTIONS or len(event.args) < 2:
+        return False
+    weight = event.args[1]
+    return isinstance(weight, torch.Size) and math.prod(weight[2:]) > 1
+
+
 def unit_of(event: OpEvent) -> str:
     """``matrix`` or ``vector``: the units that run a kernel-launching op."""
     if op_kind(event.op) in _MATRIX_KINDS and not is_depthwise(event):
@@ -155,6 +169,9 @@ def rate(profile: DeviceProfile, unit: str, dtype: str, event: OpEvent) -> float
     the profile has it; windowed pooling and depthwise convolutions at the profile's
     pooling and depthwise rates where it has them)."""
     if unit == "matrix":
+        if event.packet in _CONVOLUTIONS and dtype in profile.spatial_conv_flops_per_s \
+                and is_spatial(event):
+            return profile.spatial_conv_flops_per_s[dtype]
         if event.packet in _CONVOLUTIONS and dtype in profile.conv_flops_per_s:
             return profile.conv_flops_per_s[dtype]
         if dtype == "float32" and event.packet in _CONVOLUTIONS \
@@ -212,5 +229,17 @@ def _cost(index: int, event: OpEvent, trace: Trace, profile: DeviceProfile, dtyp
                   compute_s=flops / rate(profile, unit, dtype, event),
                   memory_s=nbytes / profile.bandwidth(nbytes),
                   overhead_s=kernels * profile.kernel_overhead_s(
-                      op_kind(event.op) in _MATRIX_KINDS),
+                      op_kind(event.op) in _MATRIX_KINDS)
+                  + sum(profile.fresh_s(n) for n in fresh_outputs(trace, event)),
                   unhandled=counted is None)
+
+
+def fresh_outputs(trace: Trace, event: OpEvent) -> list[int]:
+    """Bytes of each storage the op allocates for its outputs (none for an in-place op
+    or a view): the storages among its outputs that none of its inputs shares."""
+    if not event.allocated:
+        return []
+    read = {trace.tensors[s].storage for s in event.inputs}
+    new = {trace.tensors[s].storage: trace.tensors[s].storage_nbytes for s in event.outputs
+           if trace.tensors[s].storage not in read}
+    return list(new.values())

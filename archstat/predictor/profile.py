@@ -43,12 +43,30 @@ calibrate -o PROFILE.json`` measures one)::
     Optional, together: the size of the last cache level and its bandwidth. An op whose
     traffic (bytes read and written) fits in it moves at ``cache_bytes_per_s``: at small
     batches a layer's input was written by the layer before and is still in cache.
+    ``calibrate`` records them in ``details`` but leaves them out: on this project's CPU
+    the layers of a real forward pass did not reach a looping copy's in-cache rate.
+``fresh_bytes_above``, ``fresh_bytes_per_s``
+    Optional, together: where a new output of more than ``fresh_bytes_above`` bytes lands in
+    pages the operating system maps on first touch (glibc serves large allocations with
+    ``mmap`` and returns them on free, so every call faults them in again), and the rate
+    at which it does: such an op costs its new outputs' bytes / ``fresh_bytes_per_s`` on
+    top of its overhead. A CPU figure; a GPU's caching allocator reuses its memory. On
+    this project's CPU (a KVM guest) outputs of more than 32 MiB were written at 3 GB/s
+    against 50 for reused memory: VGG's first layers at batch 8.
 ``conv_flops_per_s``
     Optional, dtype -> FLOP/s of (not depthwise) convolutions, where they run at another
     rate than matmuls; it takes the place of ``tf32`` for float32 convolutions. Default:
     the matrix rate (``tf32`` for float32 where given). ``calibrate`` leaves it out: on
     this project's CPU a large 3x3 convolution ran at twice the GEMM rate, but most of
-    the zoo's convolutions (1x1, narrow) far below it, and predictions got worse.
+    the zoo's convolutions (1x1, narrow) far below it, and predictions got worse; it
+    measures ``spatial_conv_flops_per_s`` instead.
+``spatial_conv_flops_per_s``
+    Optional, dtype -> FLOP/s of (not depthwise) convolutions whose kernel covers more
+    than one position (3x3, 7x7, ...); it takes the place of ``conv_flops_per_s`` (and of
+    ``tf32``) for them, while 1x1 convolutions keep the rate they had. On this project's
+    CPU oneDNN's direct 3x3 kernels (AVX-512) reached 200-240 GFLOP/s on one core where
+    1x1 convolutions and ``torch.mm`` (MKL) reached 90-110. ``calibrate`` measures it on
+    a 3x3, 128-channel convolution over a 28x28 map.
 ``pool_flops_per_s``, ``depthwise_flops_per_s``
     Optional, dtype -> operations/s of max pooling and 3-d average pooling (the window
     sum inside ``LocalResponseNorm``; one operation per window element) and of
@@ -85,7 +103,12 @@ MATRIX_DTYPES = ("float32", "tf32", "float16", "bfloat16")
 REQUIRED_KEYS = ("name", "source", "matrix_flops_per_s", "vector_flops_per_s",
                  "memory_bytes_per_s", "overhead_s")
 OPTIONAL_KEYS = ("matrix_overhead_s", "module_overhead_s", "cache_bytes", "cache_bytes_per_s",
-                 "conv_flops_per_s", "pool_flops_per_s", "depthwise_flops_per_s")
+                 "fresh_bytes_above", "fresh_bytes_per_s",
+                 "conv_flops_per_s", "spatial_conv_flops_per_s", "pool_flops_per_s",
+                 "depthwise_flops_per_s")
+#: The optional dtype -> rate keys.
+RATE_KEYS = ("conv_flops_per_s", "spatial_conv_flops_per_s", "pool_flops_per_s",
+             "depthwise_flops_per_s")
 KEYS = (*REQUIRED_KEYS, *OPTIONAL_KEYS, "details")
 
 
@@ -106,7 +129,11 @@ class DeviceProfile(Display):
     module_overhead_s: float | None = None
     cache_bytes: int | None = None
     cache_bytes_per_s: float | None = None
+    fresh_bytes_above: int | None = None
+    fresh_bytes_per_s: float | None = None
     conv_flops_per_s: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    spatial_conv_flops_per_s: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}))
     pool_flops_per_s: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     depthwise_flops_per_s: Mapping[str, float] = field(
         default_factory=lambda: MappingProxyType({}))
@@ -123,6 +150,13 @@ class DeviceProfile(Display):
                 and nbytes <= self.cache_bytes:
             return self.cache_bytes_per_s
         return self.memory_bytes_per_s
+
+    def fresh_s(self, nbytes: int) -> float:
+        """Seconds to fault in a new output of ``nbytes`` (0 up to ``fresh_bytes_above``)."""
+        if self.fresh_bytes_above is None or self.fresh_bytes_per_s is None \
+                or nbytes <= self.fresh_bytes_above:
+            return 0.0
+        return nbytes / self.fresh_bytes_per_s
 
     @property
     def dtypes(self) -> tuple[str, ...]:
@@ -144,10 +178,10 @@ class DeviceProfile(Display):
             "memory_bytes_per_s": self.memory_bytes_per_s, "overhead_s": self.overhead_s,
         }
         for key in ("matrix_overhead_s", "module_overhead_s", "cache_bytes",
-                    "cache_bytes_per_s"):
+                    "cache_bytes_per_s", "fresh_bytes_above", "fresh_bytes_per_s"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
-        for key in ("conv_flops_per_s", "pool_flops_per_s", "depthwise_flops_per_s"):
+        for key in RATE_KEYS:
             if getattr(self, key):
                 out[key] = dict(getattr(self, key))
         if self.details:
@@ -257,18 +291,21 @@ def profile_from_data(data: Any, where: str = "profile") -> DeviceProfile:
     for key in ("matrix_overhead_s", "module_overhead_s"):
         if key in data:
             optional[key] = _positive(data[key], key, "seconds", fail, zero=True)
-    if ("cache_bytes" in data) != ("cache_bytes_per_s" in data):
-        raise fail("cache_bytes" if "cache_bytes_per_s" in data else "cache_bytes_per_s",
-                   "needed too: cache_bytes and cache_bytes_per_s go together")
-    if "cache_bytes" in data:
-        size = data["cache_bytes"]
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise fail("cache_bytes", f"expected a positive whole number of bytes, got "
-                                      f"{_json_type(size)}")
-        optional["cache_bytes"] = size
-        optional["cache_bytes_per_s"] = _positive(data["cache_bytes_per_s"],
-                                                  "cache_bytes_per_s", "bytes/s", fail)
-    for key in ("conv_flops_per_s", "pool_flops_per_s", "depthwise_flops_per_s"):
+    for size_key, rate_key in (("cache_bytes", "cache_bytes_per_s"),
+                               ("fresh_bytes_above", "fresh_bytes_per_s")):
+        if (size_key in data) != (rate_key in data):
+            raise fail(size_key if rate_key in data else rate_key,
+                       f"needed too: {size_key} and {rate_key} go together")
+        if size_key in data:
+            size = data[size_key]
+            least = 0 if size_key == "fresh_bytes_above" else 1
+            if isinstance(size, bool) or not isinstance(size, int) or size < least:
+                what = "non-negative" if least == 0 else "positive"
+                raise fail(size_key, f"expected a {what} whole number of bytes, got "
+                                     f"{_json_type(size)}")
+            optional[size_key] = size
+            optional[rate_key] = _positive(data[rate_key], rate_key, "bytes/s", fail)
+    for key in RATE_KEYS:
         if key in data:
             optional[key] = MappingProxyType(_rates(data[key], key, DTYPES, "op/s", fail))
     details = data.get("details", {})

@@ -87,8 +87,9 @@ class PredictReport(Display):
 
     def peaks(self) -> dict[str, Any]:
         """The rates this prediction used for its dtype: matrix and vector FLOP/s (and
-        the float32 convolutions' TF32 rate, the pooling and depthwise rates, where they
-        apply), bytes/s, seconds per kernel (and per convolution or matmul kernel)."""
+        the float32 convolutions' TF32 rate, the spatial-convolution, pooling and
+        depthwise rates, where they apply), bytes/s (and the first touch of fresh pages),
+        seconds per kernel (and per convolution or matmul kernel)."""
         profile = self.profile
         peaks: dict[str, Any] = {"matrix_flops_per_s": profile.matrix_flops_per_s[self.dtype]}
         if self.dtype in profile.conv_flops_per_s:
@@ -96,13 +97,13 @@ class PredictReport(Display):
         elif self.dtype == "float32" and "tf32" in profile.matrix_flops_per_s:
             peaks["conv_flops_per_s"] = profile.matrix_flops_per_s["tf32"]
         peaks["vector_flops_per_s"] = profile.vector_flops_per_s[self.dtype]
-        for key in ("pool_flops_per_s", "depthwise_flops_per_s"):
+        for key in ("spatial_conv_flops_per_s", "pool_flops_per_s", "depthwise_flops_per_s"):
             if self.dtype in getattr(profile, key):
                 peaks[key] = getattr(profile, key)[self.dtype]
         peaks.update(memory_bytes_per_s=profile.memory_bytes_per_s,
                      overhead_s=profile.overhead_s)
-        for key in ("cache_bytes", "cache_bytes_per_s", "matrix_overhead_s",
-                    "module_overhead_s"):
+        for key in ("cache_bytes", "cache_bytes_per_s", "fresh_bytes_above",
+                    "fresh_bytes_per_s", "matrix_overhead_s", "module_overhead_s"):
             if getattr(profile, key) is not None:
                 peaks[key] = getattr(profile, key)
         return peaks

@@ -51,7 +51,8 @@ def peaks_line(report: Any) -> str:
     conv = (f" ({rate(peaks['conv_flops_per_s'], 'FLOP')} for {report.dtype} "
             f"convolutions{tf32})" if "conv_flops_per_s" in peaks else "")
     extra = "".join(f", {what} {rate(peaks[key], 'FLOP')}" for key, what in
-                    (("pool_flops_per_s", "pooling"), ("depthwise_flops_per_s", "depthwise"))
+                    (("spatial_conv_flops_per_s", "convolutions larger than 1x1"),
+                     ("pool_flops_per_s", "pooling"), ("depthwise_flops_per_s", "depthwise"))
                     if key in peaks)
     us = text.significant(3)
     matrix = (f" ({us(peaks['matrix_overhead_s'] * 1e6)} us per convolution or matmul)"
@@ -59,9 +60,12 @@ def peaks_line(report: Any) -> str:
     cache = (f" ({rate(peaks['cache_bytes_per_s'], 'B')} for ops within "
              f"{text.human_bytes(peaks['cache_bytes'])} of cache)" if "cache_bytes" in peaks
              else "")
+    fresh = (f", new outputs over {text.human_bytes(peaks['fresh_bytes_above'])} "
+             f"faulted in at {rate(peaks['fresh_bytes_per_s'], 'B')}"
+             if "fresh_bytes_above" in peaks else "")
     return (f"peaks ({report.dtype}): matrix units {rate(peaks['matrix_flops_per_s'], 'FLOP')}"
             f"{conv}, vector units {rate(peaks['vector_flops_per_s'], 'FLOP')}{extra}, memory "
-            f"{rate(peaks['memory_bytes_per_s'], 'B')}{cache}, "
+            f"{rate(peaks['memory_bytes_per_s'], 'B')}{cache}{fresh}, "
             f"{us(peaks['overhead_s'] * 1e6)} us per kernel{matrix}; "
             f"source: {report.profile.source}")
 
@@ -124,6 +128,7 @@ def _profile_view(profile: Any) -> Table:
              "matrix": profile.matrix_flops_per_s.get(dtype),
              "vector": profile.vector_flops_per_s.get(dtype),
              "conv": profile.conv_flops_per_s.get(dtype),
+             "spatial": profile.spatial_conv_flops_per_s.get(dtype),
              "pool": profile.pool_flops_per_s.get(dtype),
              "depthwise": profile.depthwise_flops_per_s.get(dtype)}
             for dtype in ("float32", "tf32", "float16", "bfloat16")
@@ -137,6 +142,9 @@ def _profile_view(profile: Any) -> Table:
                Column("vector", "vector units", flops, "op/s of elementwise work")]
     if profile.conv_flops_per_s:
         columns.append(Column("conv", "convolutions", flops, "FLOP/s of convolutions"))
+    if profile.spatial_conv_flops_per_s:
+        columns.append(Column("spatial", "convolutions > 1x1", flops,
+                              "FLOP/s of convolutions with a kernel larger than 1x1"))
     if profile.pool_flops_per_s:
         columns.append(Column("pool", "pooling", flops, "op/s of windowed pooling"))
     if profile.depthwise_flops_per_s:
@@ -148,6 +156,9 @@ def _profile_view(profile: Any) -> Table:
     cache = (f" ({rate(profile.cache_bytes_per_s, 'B')} within "
              f"{text.human_bytes(profile.cache_bytes)} of cache)"
              if profile.cache_bytes is not None else "")
+    cache += (f", new outputs over {text.human_bytes(profile.fresh_bytes_above)} faulted "
+              f"in at {rate(profile.fresh_bytes_per_s, 'B')}"
+              if profile.fresh_bytes_above is not None and profile.fresh_bytes_per_s else "")
     notes = [f"memory {rate(profile.memory_bytes_per_s, 'B')}{cache}, "
              f"{us(profile.overhead_s * 1e6)} us per kernel{matrix}",
              f"source: {profile.source}"]
