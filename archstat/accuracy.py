@@ -97,11 +97,13 @@ def accuracy_table(
     """Published top-1/top-5 accuracy and cost of zoo ``models`` (default: the whole zoo,
     in registration order); see :class:`AccuracyTable`. Costs come from ``analyzer(name)``
     (default :func:`archstat.analyze` at the zoo input, convention ``macs``), which a
-    caller that already holds the analyses can pass; unknown names raise ArchstatError."""
+    caller that already holds the analyses can pass; unknown names raise ArchstatError,
+    and a name given twice is one row."""
     from archstat.analysis import analyze
     from archstat.zoo import get_model_info, list_models
 
-    names = list(models) if models else list_models()
+    # a model named twice is one row (and one bubble: an SVG id is the model's name)
+    names = list(dict.fromkeys(models)) if models else list_models()
     for name in names:
         if ":" in name:  # a spec string: torchvision:NAME, package.module:callable
             raise ArchstatError(f"accuracy against cost covers zoo models, whose published "

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from archstat.receptive import ReceptiveField, receptive_fields
-from archstat.trace.ops import OpEvent, op_kind
+from archstat.trace.ops import OpEvent, op_kind, per_dim
 from archstat.trace.tracer import Trace
 
 aten = torch.ops.aten
@@ -206,15 +206,6 @@ def _first_event(trace: Trace, events: list[int], kind: str) -> OpEvent | None:
     return next((trace.events[i] for i in events if op_kind(trace.events[i].op) in wanted), None)
 
 
-def _per_dim(value: Any, dims: int, default: int) -> tuple[int, ...]:
-    if value is None or value == []:
-        return (default,) * dims
-    if isinstance(value, int):
-        return (value,) * dims
-    value = tuple(int(v) for v in value)
-    return value * dims if len(value) == 1 else value
-
-
 def _geometry(layer: ComputeLayer, event: OpEvent | None) -> None:
     """Fill filters, kernel, stride and padding from the op the layer ran."""
     out = layer.output_shape or ()
@@ -227,8 +218,8 @@ def _geometry(layer: ComputeLayer, event: OpEvent | None) -> None:
         # convolution(input, weight, bias, stride, padding, dilation, transposed, ...)
         layer.filters = out[1]
         layer.kernel = tuple(event.args[1][2:])
-        layer.stride = _per_dim(event.args[3], dims, 1)
-        layer.padding = _per_dim(event.args[4], dims, 0)
+        layer.stride = per_dim(event.args[3], dims, 1)
+        layer.padding = per_dim(event.args[4], dims, 0)
     elif layer.kind == "pool":
         layer.kernel, layer.stride, layer.padding = _pool_geometry(event, layer, dims)
 
@@ -246,10 +237,10 @@ def _pool_geometry(event: OpEvent, layer: ComputeLayer, dims: int):
         return None, None, None
     # max_pool2d_with_indices / avg_pool2d(input, kernel_size, stride=[], padding=0, ...);
     # trailing defaults are left out of the recorded args, an empty stride means kernel.
-    kernel = _per_dim(args[1], dims, 1)
-    stride = _per_dim(args[2] if len(args) > 2 else None, dims, 0)
+    kernel = per_dim(args[1], dims, 1)
+    stride = per_dim(args[2] if len(args) > 2 else None, dims, 0)
     stride = kernel if not any(stride) else stride
-    padding = _per_dim(args[3] if len(args) > 3 else None, dims, 0)
+    padding = per_dim(args[3] if len(args) > 3 else None, dims, 0)
     return kernel, stride, padding
 
 

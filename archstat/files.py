@@ -38,3 +38,15 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def report_directory(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a directory, created (with its parents) if missing; ArchstatError where
+    it cannot be (a file of that name, no permission)."""
+    directory = Path(out)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchstatError(f"cannot create report directory {str(directory)!r}: "
+                            f"{exc.strerror or exc}") from None
+    return directory

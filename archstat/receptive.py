@@ -44,6 +44,9 @@ or an op that samples at positions the data gives (``grid_sample``, a deformable
 Such a unit's field is the whole input, which is a property of the input and not of the
 network; a number there would only repeat the image size. A field is None, too, after
 an op archstat has no spatial rule for, and for tensors that do not depend on the input.
+And every field is None when no convolution, pool, upsampling or pixel shuffle reads the
+input's spatial axes anywhere in the trace: a transformer, an MLP or an RNN on N x L x D
+tokens has no spatial axis, and the rule above would read its features D as one.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from archstat.trace.ops import OpEvent, op_kind
+from archstat.trace.ops import OpEvent, op_kind, per_dim
 from archstat.trace.tracer import Trace
 
 aten = torch.ops.aten
@@ -274,6 +277,8 @@ def receptive_fields(trace: Trace) -> TraceFields:
     while done < len(trace.events):
         flow.step(done)
         done += 1
+    if not flow.spatial:  # no axis of the input was read as positions
+        return TraceFields([None] * len(records), [_FREE] * len(flow.after))
     return TraceFields(records, flow.after)
 
 
@@ -287,6 +292,7 @@ class _Flow:
         self.trace = trace
         self.states: dict[int, _State | None] = {}
         self.after: list[Result] = []
+        self.spatial = False  # has a conv, pool or resampling read the input's axes?
         seed = next((s for s, m in enumerate(trace.tensors)
                      if m.role == "input" and len(m.shape) >= 3), None)
         if seed is not None:
@@ -318,9 +324,11 @@ class _Flow:
 
     # -- the rules' tools --
     def windowed(self, serial: int, out_shape: Sequence[int],
-                 windows: dict[int, _Window | None], keep: set[int]) -> Result:
+                 windows: dict[int, _Window | None], keep: set[int],
+                 spatial: bool = False) -> Result:
         """An op that reads ``windows[dim]`` along each windowed dim (None: every position)
-        and keeps the dims in ``keep`` apart (batch; channels for a pool)."""
+        and keeps the dims in ``keep`` apart (batch; channels for a pool). ``spatial``: the
+        op is a conv, pool or resampling, which shows the axes it reads are positions."""
         state = self.states.get(serial, _FREE)
         if not isinstance(state, _State):
             return state
@@ -336,6 +344,7 @@ class _Flow:
                 if spans[0] is None or (state.wide and spans[1] is None):
                     return None
                 axes.append((dim, 1, out_shape[dim]))
+                self.spatial = self.spatial or spatial
                 narrow.append(spans[0])
                 wide.append(spans[1])
             elif dim in keep:
@@ -405,15 +414,6 @@ def _arg(event: OpEvent, index: int, name: str, default: Any) -> Any:
     if len(event.args) > index:
         return event.args[index]
     return event.kwargs.get(name, default)
-
-
-def _per_dim(value: Any, dims: int, default: int) -> tuple[int, ...]:
-    if value is None or value == []:
-        return (default,) * dims
-    if isinstance(value, int):
-        return (value,) * dims
-    value = tuple(int(v) for v in value)
-    return value * dims if len(value) == 1 else value
 
 
 def _dim(dim: int, rank: int) -> int:
@@ -513,12 +513,12 @@ def _convolution(flow: _Flow, event: OpEvent) -> Result:
         return None  # weights computed from the input (a dynamic filter)
     kernel = tuple(event.args[1][2:])
     dims = len(kernel)
-    stride, padding, dilation = (_per_dim(_arg(event, i, name, None), dims, default)
+    stride, padding, dilation = (per_dim(_arg(event, i, name, None), dims, default)
                                  for i, name, default in ((3, "stride", 1), (4, "padding", 0),
                                                           (5, "dilation", 1)))
     make = _transposed if _arg(event, 6, "transposed", False) else _strided
     windows = {2 + i: make(kernel[i], stride[i], padding[i], dilation[i]) for i in range(dims)}
-    return flow.windowed(event.inputs[0], _out(flow, event), windows, keep={0})
+    return flow.windowed(event.inputs[0], _out(flow, event), windows, keep={0}, spatial=True)
 
 
 def _pool(dims: int, dilated: bool) -> Rule:
@@ -526,11 +526,11 @@ def _pool(dims: int, dilated: bool) -> Rule:
     avg_pool (input, kernel, stride=kernel, padding=0, ceil_mode, ...), over the last
     ``dims`` dims (ceil_mode changes how many units there are, not what they read)."""
     def rule(flow: _Flow, event: OpEvent) -> Result:
-        kernel = _per_dim(event.args[1], dims, 1)
-        stride = _per_dim(_arg(event, 2, "stride", None), dims, 0)
+        kernel = per_dim(event.args[1], dims, 1)
+        stride = per_dim(_arg(event, 2, "stride", None), dims, 0)
         stride = kernel if not any(stride) else stride
-        padding = _per_dim(_arg(event, 3, "padding", None), dims, 0)
-        dilation = _per_dim(_arg(event, 4, "dilation", None) if dilated else None, dims, 1)
+        padding = per_dim(_arg(event, 3, "padding", None), dims, 0)
+        dilation = per_dim(_arg(event, 4, "dilation", None) if dilated else None, dims, 1)
         return _spatial(flow, event, dims, lambda i, n, m: _strided(
             kernel[i], stride[i], padding[i], dilation[i]))
 
@@ -548,7 +548,7 @@ def _spatial(flow: _Flow, event: OpEvent, dims: int,
     rank = len(shape)
     windows = {rank - dims + i: window(i, shape[rank - dims + i], out[rank - dims + i])
                for i in range(dims)}
-    return flow.windowed(serial, out, windows, keep=set(range(rank - dims)))
+    return flow.windowed(serial, out, windows, keep=set(range(rank - dims)), spatial=True)
 
 
 def _adaptive_pool(dims: int) -> Rule:

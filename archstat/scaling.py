@@ -59,6 +59,13 @@ from archstat.zoo.resnet import STAGE_WIDTHS, ResNet
 from archstat.zoo.vgg import VGG, make_layers
 
 FAMILIES = ("efficientnet", "resnet", "vgg")
+#: The most blocks (VGG: convolutions) and the widest stage a scaled network may have:
+#: beyond them tracing takes minutes (depth) or torch cannot size a weight (width).
+MAX_BLOCKS = 4096
+MAX_CHANNELS = 1 << 16
+#: The largest compound coefficient either way: 1.2^50 x any base's blocks is past
+#: MAX_BLOCKS, 1.15^-50 x any base's side is below a pixel.
+MAX_PHI = 100
 #: The base of the published sweep: phi = n sits beside efficientnet_b<n>.
 SWEEP_BASE = "efficientnet_b0"
 
@@ -300,16 +307,17 @@ def multipliers(phi: int | None = None, depth: Number | None = None,
         if any(v is not None for v in given.values()):
             raise ArchstatError("give `phi` or the `depth`, `width` and `resolution` "
                                 "multipliers, not both")
-        if isinstance(phi, bool) or not isinstance(phi, int):
-            raise ArchstatError(f"`phi` is a whole number (the compound coefficient), not "
-                                f"{phi!r}")
+        if isinstance(phi, bool) or not isinstance(phi, int) or abs(phi) > MAX_PHI:
+            raise ArchstatError(f"`phi` is a whole number from -{MAX_PHI} to {MAX_PHI} (the "
+                                f"compound coefficient), not {phi!r}")
         return exact(ALPHA) ** phi, exact(BETA) ** phi, exact(GAMMA) ** phi
     if all(v is None for v in given.values()):
         raise ArchstatError("give `phi`, or one or more of the `depth`, `width` and "
                             "`resolution` multipliers")
     for name, value in given.items():
-        if value is not None and not value > 0:
-            raise ArchstatError(f"`{name}` is a multiplier above 0, not {value!r}")
+        if value is not None and not (value > 0 and (not isinstance(value, float)
+                                                     or math.isfinite(value))):
+            raise ArchstatError(f"`{name}` is a finite multiplier above 0, not {value!r}")
     d, w, r = (exact(1 if v is None else v) for v in given.values())
     return d, w, r
 
@@ -329,10 +337,33 @@ def _network(model: str, module: nn.Module, depth: Fraction, width: Fraction,
                    result.totals["flops"])
 
 
+def _g(value: Fraction) -> str:
+    return f"{float(value):g}" if value <= 10**308 else "above 1e308"  # a float's range
+
+
+def _plan(model: str, family: str, d: Fraction, w: Fraction) -> Plan:
+    """The family's plan at depth ``d`` and width ``w``; ArchstatError where the network
+    would be past MAX_BLOCKS or MAX_CHANNELS. Call under fast_meta_build."""
+    asked = f"{model} scaled by depth {_g(d)} and width {_g(w)}"
+    try:
+        stages, build = _PLANS[family](model, d, w)
+    except OverflowError:  # a width past a float's range
+        raise ArchstatError(f"{asked} is too large to build: give a smaller `width`") from None
+    built, _ = blocks(stages)
+    if built > MAX_BLOCKS:
+        raise ArchstatError(f"{asked} would have {built} blocks; at most {MAX_BLOCKS} are "
+                            "built: give a smaller `depth` or `phi`")
+    widest = max(s.scaled_channels for s in stages)
+    if widest > MAX_CHANNELS:
+        raise ArchstatError(f"{asked} would have {widest} channels in one layer; at most "
+                            f"{MAX_CHANNELS} are built: give a smaller `width` or `phi`")
+    return stages, build
+
+
 def _scaled(model: str, family: str, d: Fraction, w: Fraction, r: Fraction
             ) -> tuple[Network, list[StageScaling]]:
     with fast_meta_build():
-        stages, build = _PLANS[family](model, d, w)
+        stages, build = _plan(model, family, d, w)
         module = build()
     return _network(model, module, d, w, r, get_model_info(model).input_shape[-1]), stages
 
@@ -342,7 +373,8 @@ def scale(model: str, phi: int | None = None, depth: Number | None = None,
     """Rebuild the zoo model ``model`` (efficientnet, resnet or vgg family) scaled by the
     compound coefficient ``phi``, or by the ``depth``, ``width`` and ``resolution``
     multipliers (1 where not given), and measure it against the base at its zoo input
-    (see the module docstring for the rules and the units)."""
+    (see the module docstring for the rules and the units). A network past MAX_BLOCKS
+    blocks or MAX_CHANNELS channels raises ArchstatError before anything is traced."""
     family = _family(model)
     d, w, r = multipliers(phi, depth, width, resolution)
     one = Fraction(1)
@@ -369,6 +401,10 @@ def scale_sweep(model: str = SWEEP_BASE, phis: Iterable[int] = range(8)) -> Scal
     phis = list(phis)
     if not phis:
         raise ArchstatError("`phis` is empty: give the compound coefficients to sweep")
+    with fast_meta_build():  # every phi within the limits before tracing any
+        for phi in phis:
+            d, w, _ = multipliers(phi)
+            _plan(model, family, d, w)
     one = Fraction(1)
     base, _ = _scaled(model, family, one, one, one)
     rows = []

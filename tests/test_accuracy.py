@@ -13,6 +13,7 @@ import pytest
 
 import archstat
 from archstat.accuracy import ILSVRC_WINNERS, LECTURE_8, AccuracyTable, accuracy_table
+from archstat.cli import main
 from archstat.conventions import get_convention
 from archstat.errors import ArchstatError
 from archstat.render import render
@@ -220,6 +221,23 @@ def test_analyzer_is_reused_and_must_count_macs() -> None:
     with pytest.raises(ValueError, match="not macs"):
         accuracy_table(["resnet18"],
                        analyzer=lambda name: archstat.analyze(name, convention="lecture"))
+
+
+def test_a_model_named_twice_is_one_row_and_one_bubble(tmp_path) -> None:
+    calls = []
+
+    def analyzer(name):
+        calls.append(name)
+        return archstat.analyze(name)
+
+    table = accuracy_table(["resnet18", "lenet5", "resnet18"], analyzer=analyzer)
+    assert calls == ["resnet18"]
+    assert [row["model"] for row in table.rows] == ["resnet18"]
+    assert [row["model"] for row in table.left_out] == ["lenet5"]
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "acc.svg"
+    assert main(["plot", "--accuracy", "-o", str(out), "resnet18", "resnet18"]) == 0
+    assert out.read_text().count('id="bubble-resnet18"') == 1
 
 
 def test_unknown_model_fails_before_tracing() -> None:

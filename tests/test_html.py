@@ -254,10 +254,13 @@ def test_site_is_deterministic(lenet5_site) -> None:
     assert {p.name: p.read_text() for p in lenet5_site.iterdir()} == again
 
 
-def test_bad_out_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("inside", [False, True], ids=["the-file", "below-the-file"])
+def test_bad_out_is_one_line_and_exit_2(tmp_path, capsys, inside) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert main(["report", "--html", "--out", str(blocker / "site"), "--model", "lenet5"]) == 2
+    out = blocker / "site" if inside else blocker
+    assert main(["report", "--html", "--out", str(out), "--model", "lenet5"]) == 2
+    assert blocker.read_text() == "not a directory"
     err = capsys.readouterr().err
     assert err.startswith("archstat: error: cannot create report directory")
     assert err.count("\n") == 1

@@ -417,3 +417,44 @@ def test_a_recurrent_model_has_no_field() -> None:
     at = csv[0].split(",").index("receptive_field")
     assert all(line.split(",")[at] == "" for line in csv[1:])
     assert "receptive field" not in render(analysis, "markdown")
+
+
+class _Mixer(nn.Module):
+    """An MLP block with a residual on N x L x D tokens: nothing here reads positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(32)
+        self.fc = nn.Linear(32, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc(self.norm(x))
+
+
+@pytest.mark.parametrize("model", [
+    nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2),
+    _Mixer(),
+], ids=["transformer", "mlp"])
+def test_tokens_have_no_field(model: nn.Module) -> None:
+    # 1 x 10 x 32 has rank 3, but its last axis is features: the residual path used to
+    # report a "field" of one feature (receptive_field_min 1) on every layer
+    analysis = archstat.analyze(model, input_shape=(10, 32))
+    assert all(row[key] is None for row in analysis.rows
+               for key in ("receptive_field", "receptive_field_min", "receptive_field_jump",
+                           "receptive_field_start"))
+
+
+def test_a_patch_embedding_gives_tokens_their_patch() -> None:
+    class ViT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.patch = nn.Conv2d(3, 32, 16, 16)
+            self.block = _Mixer()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(self.patch(x).flatten(2).transpose(1, 2))
+
+    rows = {row["name"]: row for row in archstat.analyze(ViT(), input_shape=(3, 64, 64)).rows}
+    assert (rows["patch"]["receptive_field"], rows["patch"]["receptive_field_jump"]) == (16, 16)
+    # the MLP reads every patch's features, not other patches: each token keeps its 16 x 16
+    assert rows["block"]["receptive_field"] == 16

@@ -384,7 +384,22 @@ def test_the_table_shows_the_rounding(capsys) -> None:
     (["my_models:net", "--phi", "1"], "my_models:net cannot be scaled"),
     (["efficientnet_b0"], "give --phi, or one or more of the --depth, --width"),
     (["efficientnet_b0", "--phi", "1", "--width", "2"], "give --phi or the --depth"),
-    (["vgg16", "--width", "0"], "--width is a multiplier above 0"),
+    (["vgg16", "--width", "0"], "--width is a finite multiplier above 0"),
+    (["vgg16", "--width", "inf"], "--width is a finite multiplier above 0, not inf"),
+    (["vgg16", "--depth", "nan"], "--depth is a finite multiplier above 0, not nan"),
+    # past a float's range: EfficientNet's channel rounding adds a float to the width
+    (["resnet18", "--width", "1e308"], "resnet18 scaled by depth 1 and width 1e+308 is too "
+     "large to build"),
+    # torch cannot size a 512e6 x 512e6 x 3 x 3 weight, nor trace 1.2^100 x 8 blocks in time
+    (["resnet18", "--width", "1e6"], "resnet18 scaled by depth 1 and width 1e+06 would have "
+     "512000000 channels in one layer; at most 65536"),
+    (["resnet18", "--phi", "100"], "resnet18 scaled by depth 8.2818e+07"),
+    # 1.2^1e9 as an exact fraction would take hours to compute
+    (["resnet18", "--phi", "1000000000"], "--phi is a whole number from -100 to 100"),
+    (["efficientnet_b0", "--depth", "1e5"], "efficientnet_b0 scaled by depth 100000 and "
+     "width 1 would have 1600000 blocks; at most 4096 are built: give a smaller --depth"),
+    # the sweep refuses before tracing phi = 0..59
+    (["efficientnet_b0", "--sweep", "--phi", "60"], "efficientnet_b0 scaled by depth"),
     (["resnet18", "--sweep", "--depth", "2"], "--sweep steps --phi"),
     (["resnet18", "--sweep", "--phi", "-1"], "--sweep runs phi = 0..--phi"),
     # 224 x 0.01 rounds to 2 pixels, which VGG's fourth pool cannot halve

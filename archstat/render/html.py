@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from archstat.render.table import Column, Table, _grouped, cells, numeric
+from archstat.render.table import Column, Table, cells, group_headers, numeric
 
 #: A table with more rows than this is shown folded, under a summary line.
 COLLAPSE_ROWS = 80
@@ -95,7 +95,7 @@ def _body(table: Table, shown: list[Column], texts: list[list[str]], right: list
     if table.groups is None:
         return [(None, _row(shown, t, row, right))
                 for t, row in zip(texts, table.rows, strict=True)]
-    grouped, starts = _grouped(texts, table.groups)
+    grouped, starts = group_headers(texts, table.groups)
     lines = iter(line for index, line in enumerate(grouped) if index not in starts)
     return [(group, _row(shown, [line[0].strip(), *line[1:]], row, right,
                          indent=group is not None))

@@ -1,7 +1,8 @@
 """What a notebook shows for a result: its tables in HTML (:mod:`archstat.render.html`)
 under the scoped stylesheet, and, where matplotlib is installed, its chart as inline SVG
-(:mod:`archstat.render.plot`): the layer chart of an analysis or a comparison, the
-savings of a bottleneck report, accuracy against MACs. Called from
+(:mod:`archstat.render.plot`): the layer chart of an analysis, the savings of a
+bottleneck report, accuracy against MACs (a comparison holds no layers: its chart is
+drawn from the analyses, as the report's compare page does). Called from
 :class:`archstat.display.Display`."""
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archstat.errors import ArchstatError
-from archstat.files import atomic_write
+from archstat.files import atomic_write, report_directory
 from archstat.render import render
 
 #: ``analyzer(model, convention="macs")``: a memoised :func:`archstat.analyze` at the
@@ -304,10 +303,5 @@ def build_reports(reports: Sequence[Report] = REPORTS) -> dict[str, str]:
 
 def write_reports(out: str | Path = "reports", reports: Sequence[Report] = REPORTS) -> list[Path]:
     """Regenerate the reports into ``out`` (created if missing), each file atomically."""
-    directory = Path(out)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArchstatError(f"cannot create report directory {str(directory)!r}: "
-                            f"{exc.strerror or exc}") from None
+    directory = report_directory(out)
     return [atomic_write(directory / name, text) for name, text in build_reports(reports).items()]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from archstat.errors import ArchstatError
-from archstat.files import atomic_write
+from archstat.files import atomic_write, report_directory
 from archstat.render import render
 from archstat.render.html import page
 from archstat.render.notebook import CHART_SIZE, chart, draw_svg, inline_svg
@@ -164,12 +164,10 @@ def build_site(models: Sequence[str] | None = None, charts: bool | None = None
 
 def write_site(out: str | Path, models: Sequence[str] | None = None) -> list[Path]:
     """Build every page, then write each into ``out`` (created if missing) atomically: a
-    run that fails writes nothing."""
+    run that fails writes nothing. An ``out`` that exists and is not a directory is
+    refused before the build."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ArchstatError(f"cannot create report directory {str(out)!r}: it is a file")
     files = build_site(models)
-    directory = Path(out)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArchstatError(f"cannot create report directory {str(directory)!r}: "
-                            f"{exc.strerror or exc}") from None
+    directory = report_directory(out)
     return [atomic_write(directory / name, text) for name, text in files.items()]

@@ -136,7 +136,8 @@ def cells(table: Table) -> tuple[list[str], list[list[str]], list[str] | None]:
     return [c.header for c in shown], rows, footer
 
 
-def _grouped(rows: list[list[str]], groups: list[str | None]) -> tuple[list[list[str]], list[int]]:
+def group_headers(rows: list[list[str]], groups: list[str | None]
+                  ) -> tuple[list[list[str]], list[int]]:
     """Rows with a header row before each group; grouped rows are named relative to it."""
     out: list[list[str]] = []
     headers: list[int] = []
@@ -163,7 +164,7 @@ def to_markdown(table: Table) -> str:
     are right-aligned; notes follow as a list."""
     header, rows, footer = cells(table)
     if table.groups is not None:
-        rows, _ = _grouped(rows, table.groups)
+        rows, _ = group_headers(rows, table.groups)
     rows = [*rows, *([footer] if footer else [])]
     align = ["---:" if numeric(rows, i) else "---" for i in range(len(header))]
     header = [h.replace("\n", " ") for h in header]
@@ -253,7 +254,7 @@ def to_rich(table: Table, width: int | None = None) -> Any:
     header, rows, footer = cells(table)
     group_rows: list[int] = []
     if table.groups is not None:
-        rows, group_rows = _grouped(rows, table.groups)
+        rows, group_rows = group_headers(rows, table.groups)
     all_rows = [*rows, *([footer] if footer else [])]
     fitted = _layout(header, all_rows, width)
     notes = [Text(note) for note in table.notes]

@@ -209,6 +209,17 @@ def scaled(formula: Formula, factor: int) -> Formula:
     return lambda event: factor * formula(event)
 
 
+def per_dim(value: Any, dims: int, default: int) -> tuple[int, ...]:
+    """A conv or pool argument (stride, padding, ...) per spatial dim: one int, a list of
+    one or of ``dims`` ints, or None / [] for ``default``."""
+    if value is None or value == []:
+        return (default,) * dims
+    if isinstance(value, int):
+        return (value,) * dims
+    value = tuple(int(v) for v in value)
+    return value * dims if len(value) == 1 else value
+
+
 def _pair(value: Any, dims: int) -> tuple[int, ...]:
     if isinstance(value, int):
         return (value,) * dims
