@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 
 import archstat
 from archstat.cli import main
@@ -298,3 +299,25 @@ def test_committed_html_is_up_to_date(tmp_path) -> None:
     assert sorted(fresh) == sorted(committed)
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"reports/html is stale, run `archstat report`: {stale}"
+
+
+def test_cli_format_html_is_a_whole_page_with_exact_titles(tmp_path, capsys) -> None:
+    """`-f html` on the command line (and `-o x.html`): a self-contained page whose
+    params cells carry the exact count, summed by hand from the built model."""
+    from torch import nn
+
+    from archstat.zoo import get_model
+
+    with torch.device("meta"):
+        model = get_model("lenet5")
+    by_hand = sum(p.numel() for p in model.parameters())
+    assert main(["analyze", "lenet5", "-f", "html"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
+    assert "http://" not in out.replace("http://www.w3.org", "")
+    assert f'title="{by_hand}"' in out
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert out.count("<tr") >= len(convs)
+    target = tmp_path / "lenet5.html"
+    assert main(["analyze", "lenet5", "-o", str(target)]) == 0
+    assert target.read_text() == out

@@ -12,7 +12,7 @@ import typer
 
 from archstat.errors import ArchstatError
 
-FORMATS = ("table", "csv", "json", "markdown")
+FORMATS = ("table", "csv", "json", "markdown", "html")
 
 ModelArg = Annotated[
     str, typer.Argument(help="Zoo name, package.module:callable, torchvision:NAME or timm:NAME.")
@@ -31,14 +31,16 @@ ConventionOpt = Annotated[
 ]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="Parameter/activation dtype.")]
 FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="table, csv, json or markdown. "
+    str, typer.Option("--format", "-f", help="table, csv, json, markdown or html (a whole "
+                      "page). "
                       "With -o and the default table, the file's suffix decides.")
 ]
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to this file (atomically).")
 ]
 
-_SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown", ".txt": "table"}
+_SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown", ".txt": "table",
+                   ".html": "html"}
 
 
 def resolve_format(
@@ -86,6 +88,8 @@ def show(result: Any, fmt: str, output: Path | None, **options: Any) -> None:
     from archstat.render import render
 
     width = console().width if output is None else FILE_WIDTH
+    if fmt == "html":
+        options["page"] = True
     emit(render(result, fmt, width=width, **options), output)
 
 

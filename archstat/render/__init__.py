@@ -24,9 +24,14 @@ def render(result: Any, fmt: str = "table", *, width: int | None = None, **optio
     """``result`` in format ``fmt``: a string, or for ``table`` a rich renderable that fits
     ``width`` columns of text (None: any width). ``options`` are the result type's:
     ``stages_first`` (a comparison: the per-stage table first, and in CSV),
-    ``level`` (a bottleneck report's CSV table), ``top`` (a benchmark's per-layer rows)."""
+    ``level`` (a bottleneck report's CSV table), ``top`` (a benchmark's per-layer rows).
+    ``page=True`` with ``html`` gives a whole self-contained page instead of a fragment."""
     from archstat.render.table import render_tables, to_csv, to_json
 
+    if options.pop("page", False) and fmt == "html":
+        from archstat.render.html import page
+
+        return page(f"archstat: {type(result).__name__}", render(result, fmt, **options))
     kind = type(result).__name__
     if kind == "Analysis":
         from archstat.render.analysis import render_analysis
