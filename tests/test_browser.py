@@ -28,6 +28,9 @@ from PIL import Image
 
 import archstat
 
+# a real browser: CI runs it, `-m "not slow"` leaves it out
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PHONE = (390, 844)

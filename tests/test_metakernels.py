@@ -111,7 +111,11 @@ def test_broadcast_shape_agrees_with_torch() -> None:
     assert metakernels.broadcast_shape((2, 3), (4,)) is None
 
 
-@pytest.mark.parametrize("name", list_models())
+QUICK = ("resnet18", "densenet121", "efficientnet_b0", "googlenet")
+
+
+@pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in list_models()])
 def test_zoo_traces_identically_without_shortcuts(name, monkeypatch) -> None:
     fast = archstat.analyze(name).trace
     monkeypatch.setattr(metakernels, "FAST_META", False)

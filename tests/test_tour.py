@@ -19,6 +19,9 @@ from nbclient import NotebookClient
 
 import archstat
 
+# an executed notebook: CI runs it, `-m "not slow"` leaves it out
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = ROOT / "docs" / "tour.ipynb"
 
