@@ -21,7 +21,9 @@ Units, everywhere in this module:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -340,10 +342,11 @@ def analyze(
     conv = get_convention(convention)
     if optimizer is not None and not train:
         raise ArchstatError("an optimizer needs train=True (an inference analysis has none)")
-    resolved, model_inputs, t = traced(model, input_shape, batch, dtype, inputs, train,
-                                       execute, config, freeze)
-    live = liveness.profile(t)
-    columns, rows, unhandled = layer_table(t, conv, live)
+    with collector_paused():
+        resolved, model_inputs, t = traced(model, input_shape, batch, dtype, inputs, train,
+                                           execute, config, freeze)
+        live = liveness.profile(t)
+        columns, rows, unhandled = layer_table(t, conv, live)
     fdtype = str(float_dtype(dtype)).removeprefix("torch.")
     result = Analysis(
         model=resolved.label,
@@ -366,6 +369,22 @@ def analyze(
 
         result.optimizer_flops = sum(conv.cost(e) or 0 for e in optimizer_step(t, optimizer))
     return result.at_depth(depth) if depth is not None else result
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for one analysis, and back as it was after.
+    Building and tracing a model makes tens of thousands of objects, and each full
+    collection they trigger walks the several hundred thousand that ``import torch``
+    made: 0.08 s of a 0.19 s resnet152 analysis. What the analysis frees it frees by
+    reference counting; cycles wait for the next collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 #: How a forward that needs real values is handled (see :func:`analyze`).

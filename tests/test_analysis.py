@@ -217,3 +217,34 @@ def test_a_trace_leaves_no_global_module_hook_behind() -> None:
     with pytest.raises(ArchstatError):
         archstat.analyze(Fails(), (4,))
     assert not torch_module._has_any_global_hook()
+
+
+def test_an_analysis_pauses_the_collector_and_restores_it() -> None:
+    """analyze turns the cyclic collector off while it builds and traces (speed), and
+    leaves it as it found it, on or off, even when the analysis fails."""
+    import gc
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(gc.isenabled())
+            return x * 2
+
+    assert gc.isenabled()
+    archstat.analyze(Probe(), input_shape=(4,))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        archstat.analyze(Probe(), input_shape=(4,))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("no")
+
+    with pytest.raises(archstat.ArchstatError):
+        archstat.analyze(Broken(), input_shape=(4,))
+    assert gc.isenabled()
