@@ -388,7 +388,7 @@ def test_columns_in_csv_json_and_table() -> None:
     assert [layer["receptive_field"] for layer in layers[:6]] == [5, 5, 6, 14, 14, 16]
     assert all(layer["receptive_field"] is None for layer in layers
                if layer["type"] == "Linear")
-    assert "receptive field" in render(analysis, "markdown").splitlines()[2]
+    assert "| RF |" in render(analysis, "markdown").splitlines()[2]
 
 
 def test_depth_keeps_the_last_record_field() -> None:
@@ -416,7 +416,7 @@ def test_a_recurrent_model_has_no_field() -> None:
     csv = render(analysis, "csv").splitlines()
     at = csv[0].split(",").index("receptive_field")
     assert all(line.split(",")[at] == "" for line in csv[1:])
-    assert "receptive field" not in render(analysis, "markdown")
+    assert "| RF |" not in render(analysis, "markdown")
 
 
 class _Mixer(nn.Module):

@@ -39,7 +39,7 @@ COLUMNS: dict[str, tuple[str, Any, str]] = {
     "ops": ("ops", text.text, "the aten ops it ran, once each"),
     "live_bytes_after": ("live after", text.human_bytes,
                          "bytes of activations still live once it has run"),
-    "receptive_field": ("receptive field", text.text,
+    "receptive_field": ("RF", text.text,
                         "input pixels its first output's units see, the largest over the "
                         "paths (one side when square, else HxW; blank: no field)"),
     "receptive_field_min": ("field min", text.text,
