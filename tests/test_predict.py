@@ -214,6 +214,31 @@ def test_large_new_outputs_pay_for_their_first_touch() -> None:
     assert plain["predicted_ms"] == pytest.approx((2 * nbytes / 1e11 + 2e-6) * MS, rel=1e-12)
 
 
+def test_depthwise_convolutions_fault_in_their_library_buffers_too() -> None:
+    profile = synthetic(fresh_bytes_above=2**19, fresh_bytes_per_s=1e9)
+    # a 64x64x64 float32 map is 2^20 bytes: above the threshold. Stride 1: the new
+    # output (2^20) and the library's two buffers (the input and the output in its
+    # blocked layout, 2^20 each) are faulted in at 1 GB/s, on top of the 2 us overhead
+    conv = nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
+    (op,) = [o for o in archstat.predict(conv, "64x64x64", device=profile).ops if o.kernels]
+    assert op.overhead_s == pytest.approx(2e-6 + 3 * 2**20 / 1e9, rel=1e-12)
+    # stride 2: a 64x32x32 output of 2^18 bytes, below the threshold, as is its buffer;
+    # only the input's buffer is faulted in
+    conv = nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False)
+    (op,) = [o for o in archstat.predict(conv, "64x64x64", device=profile).ops if o.kernels]
+    assert op.overhead_s == pytest.approx(2e-6 + 2**20 / 1e9, rel=1e-12)
+    # a convolution that is not depthwise: no library buffers, and its small output
+    # is not faulted in
+    conv = nn.Conv2d(64, 64, 3, stride=2, padding=1, bias=False)
+    (op,) = [o for o in archstat.predict(conv, "64x64x64", device=profile).ops if o.kernels]
+    assert op.overhead_s == pytest.approx(2e-6, rel=1e-12)
+    # a profile without the figures (a GPU's): one overhead
+    conv = nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
+    (op,) = [o for o in archstat.predict(conv, "64x64x64", device=synthetic()).ops
+             if o.kernels]
+    assert op.overhead_s == pytest.approx(2e-6, rel=1e-12)
+
+
 def test_a_module_call_costs_its_overhead_even_without_kernels() -> None:
     profile = synthetic(module_overhead_s=7e-6)
     view = only_row(archstat.predict(Flatten(), "4x4", device=profile))
