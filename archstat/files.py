@@ -40,10 +40,17 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     return target
 
 
-def report_directory(out: str | os.PathLike[str]) -> Path:
+def report_directory(out: str | os.PathLike[str], create: bool = True) -> Path:
     """``out`` as a directory, created (with its parents) if missing; ArchstatError where
-    it cannot be (a file of that name, no permission)."""
+    it cannot be (a file of that name, no permission). With ``create=False`` it is only
+    checked, so that a caller can refuse a bad path before long work that writes
+    nothing until it is done."""
     directory = Path(out)
+    if not create:
+        if directory.exists() and not directory.is_dir():
+            raise ArchstatError(f"cannot create report directory {str(directory)!r}: "
+                                "it is a file")
+        return directory
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -166,8 +166,7 @@ def write_site(out: str | Path, models: Sequence[str] | None = None) -> list[Pat
     """Build every page, then write each into ``out`` (created if missing) atomically: a
     run that fails writes nothing. An ``out`` that exists and is not a directory is
     refused before the build."""
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ArchstatError(f"cannot create report directory {str(out)!r}: it is a file")
+    report_directory(out, create=False)
     files = build_site(models)
     directory = report_directory(out)
     return [atomic_write(directory / name, text) for name, text in files.items()]

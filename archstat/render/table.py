@@ -284,12 +284,7 @@ def to_rich(table: Table, width: int | None = None) -> Any:
             compact.add_column(_wrap_header(name, widths[i]),
                                justify="right" if numeric(all_rows, i) else "left",
                                overflow="fold", min_width=widths[i], max_width=widths[i])
-        bold = set(group_rows)
-        for index, row in enumerate(rows):
-            compact.add_row(*map(Text, row), style="bold" if index in bold else None)
-        if footer is not None:
-            compact.add_section()
-            compact.add_row(*map(Text, footer), style="bold")
+        _add_rows(compact, rows, group_rows, footer)
         return Group(compact, *notes) if notes else compact
     if fitted is None:
         parts: list[Any] = [Text(table.title, style="bold")]
@@ -309,13 +304,22 @@ def to_rich(table: Table, width: int | None = None) -> Any:
         right = numeric(all_rows, i)
         rich.add_column(name, justify="right" if right else "left", no_wrap=True,
                         min_width=max((len(r[i]) for r in all_rows), default=0))
+    _add_rows(rich, rows, group_rows, footer)
+    return Group(rich, *notes) if notes else rich
+
+
+def _add_rows(rich: Any, rows: list[list[str]], group_rows: Any,
+              footer: list[str] | None) -> None:
+    """The body rows (group header rows in bold), then the footer in a section of its
+    own, into a rich table."""
+    from rich.text import Text
+
     bold = set(group_rows)
     for index, row in enumerate(rows):
         rich.add_row(*map(Text, row), style="bold" if index in bold else None)
     if footer is not None:
         rich.add_section()
         rich.add_row(*map(Text, footer), style="bold")
-    return Group(rich, *notes) if notes else rich
 
 
 def render_tables(tables: Sequence[Table], fmt: str, data: Mapping[str, Any] | None = None,
